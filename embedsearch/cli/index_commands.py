@@ -1,0 +1,133 @@
+"""``embedsearch index build|add|delete|info|list``."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import click
+
+from embedsearch.cli.main import cli
+from embedsearch.cli.options import home_option, json_option, lock_timeout_option, parse_size, quiet_option
+
+sources_argument = click.argument("sources", nargs=-1, required=True, type=click.Path())
+skip_option = click.option(
+    "--skip-invalid", is_flag=True, help="Skip malformed records (each is reported) instead of rejecting the input."
+)
+
+
+@cli.group()
+def index() -> None:
+    """Build and change indexes."""
+
+
+@index.command()
+@click.argument("name")
+@sources_argument
+@click.option("--encoder", default="minilm", show_default=True, help="Encoder name or model directory.")
+@click.option("--spec", default="auto", show_default=True, help="'auto' or a faiss index_factory string.")
+@click.option("--memory-budget", help="For --spec auto: the most memory the index may use, e.g. 2GB.")
+@click.option("--chunk-overlap", type=int, default=32, show_default=True, help="Tokens shared by neighbouring chunks.")
+@click.option("--no-chunking", is_flag=True, help="One vector per document (the model truncates long ones).")
+@click.option("--overwrite", is_flag=True, help="Replace an existing index of that name.")
+@skip_option
+@home_option
+@lock_timeout_option
+@quiet_option
+def build(name, sources, encoder, spec, memory_budget, chunk_overlap, no_chunking, overwrite, skip_invalid, home,
+          lock_timeout, quiet) -> None:
+    """Index the documents of SOURCES (JSONL, CSV, or folders of .txt/.md) as index NAME."""
+    from embedsearch.index import ChunkingPolicy, build_index
+
+    documents = _read(sources, skip_invalid)
+    start = time.perf_counter()
+    report = build_index(
+        name, documents, encoder, spec=spec, home=home, overwrite=overwrite, progress=not quiet,
+        chunking=ChunkingPolicy(enabled=not no_chunking, overlap=chunk_overlap),
+        memory_budget=parse_size(memory_budget), lock_timeout=lock_timeout,
+    )
+    _summarize("indexed", report, time.perf_counter() - start)
+
+
+@index.command()
+@click.argument("name")
+@sources_argument
+@skip_option
+@home_option
+@lock_timeout_option
+@quiet_option
+def add(name, sources, skip_invalid, home, lock_timeout, quiet) -> None:
+    """Add documents to index NAME, replacing those whose id is already there (upsert)."""
+    from embedsearch.index import add_documents
+
+    documents = _read(sources, skip_invalid)
+    start = time.perf_counter()
+    report = add_documents(name, documents, home=home, progress=not quiet, lock_timeout=lock_timeout)
+    click.echo(f"added {len(report.added)}, updated {len(report.updated)}, unchanged {len(report.unchanged)}")
+    _summarize("encoded", report, time.perf_counter() - start)
+
+
+@index.command()
+@click.argument("name")
+@click.argument("ids", nargs=-1, required=True)
+@home_option
+@lock_timeout_option
+def delete(name, ids, home, lock_timeout) -> None:
+    """Delete documents IDS from index NAME."""
+    from embedsearch.index import delete_documents
+
+    report = delete_documents(name, list(ids), home=home, lock_timeout=lock_timeout)
+    click.echo(f"deleted {len(report.deleted)}; {report.manifest['count']} documents remain")
+    if report.missing:
+        click.echo(f"not in the index: {', '.join(report.missing)}", err=True)
+
+
+@index.command()
+@click.argument("name")
+@home_option
+@json_option
+def info(name, home, as_json) -> None:
+    """Show the manifest of index NAME."""
+    from embedsearch.index import index_info
+
+    manifest = index_info(name, home)
+    if as_json:
+        click.echo(json.dumps(manifest, indent=2, sort_keys=True))
+        return
+    for key in ("name", "count", "chunks", "spec", "metric", "dim", "generation", "created", "updated", "path"):
+        click.echo(f"{key + ':':12}{manifest[key]}")
+    click.echo(f"{'encoder:':12}{manifest['encoder']['name']} ({manifest['encoder']['fingerprint']})")
+
+
+@index.command("list")
+@home_option
+@json_option
+def list_(home, as_json) -> None:
+    """List the indexes in the home folder."""
+    from embedsearch.index import list_indexes
+
+    manifests = list_indexes(home)
+    if as_json:
+        click.echo(json.dumps(manifests, indent=2, sort_keys=True))
+    for manifest in [] if as_json else manifests:
+        encoder = manifest["encoder"]["name"]
+        click.echo(f"{manifest['name']}\t{manifest['count']} docs\t{manifest['spec']}\t{encoder}")
+
+
+def _read(sources, skip_invalid: bool):
+    from embedsearch.data import read_documents
+
+    report = read_documents(sources, skip_invalid=skip_invalid)
+    for problem in report.problems:
+        click.echo(f"skipped {problem}", err=True)
+    return report.documents
+
+
+def _summarize(verb: str, report, seconds: float) -> None:
+    manifest = report.manifest
+    docs = len(report.added) + len(report.updated)
+    click.echo(
+        f"{verb} {docs} documents ({report.chunks_encoded} chunks) in {seconds:.1f}s "
+        f"({docs / seconds:.1f} docs/s, {report.chunks_encoded / seconds:.1f} chunks/s); index {manifest['name']!r} "
+        f"holds {manifest['count']} documents, spec {manifest['spec']}"
+    )

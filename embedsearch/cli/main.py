@@ -1,0 +1,52 @@
+"""The ``embedsearch`` command: a thin client of the Python API.
+
+Errors are mapped to one-line messages and exit codes here, once: invalid input exits 2 (like click's usage
+errors), every other :class:`EmbedsearchError` exits 1. ``--debug`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from embedsearch import __version__
+from embedsearch.errors import EmbedsearchError, InvalidInputError, SourceError
+
+MAX_PROBLEM_LINES = 20
+
+
+class ErrorMappingGroup(click.Group):
+    """A click group that turns embedsearch errors into ``Error: ...`` on stderr and an exit code."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except EmbedsearchError as err:
+            if ctx.params.get("debug"):
+                raise
+            _report(err)
+            sys.exit(2 if isinstance(err, InvalidInputError) else 1)
+        except KeyboardInterrupt:
+            click.echo("Interrupted.", err=True)
+            sys.exit(130)
+
+
+def _report(err: EmbedsearchError) -> None:
+    click.echo(f"Error: {err}", err=True)
+    if isinstance(err, SourceError) and len(err.problems) > 1:
+        for problem in err.problems[:MAX_PROBLEM_LINES]:
+            click.echo(f"  {problem}", err=True)
+
+
+@click.group(cls=ErrorMappingGroup)
+@click.option("--debug", is_flag=True, help="Show full tracebacks on errors.")
+@click.version_option(__version__, prog_name="embedsearch")
+def cli(debug: bool) -> None:
+    """Semantic search over your own documents: build FAISS indexes, search them, evaluate them."""
+
+
+def main() -> None:
+    import embedsearch.cli  # noqa: F401 (registers every command on ``cli``)
+
+    cli(prog_name="embedsearch")

@@ -1,0 +1,18 @@
+"""Stage 0: documents, queries and relevance judgements read from the user's files."""
+
+from __future__ import annotations
+
+from embedsearch.data.beir import read_qrels, read_queries
+from embedsearch.data.chunking import Chunk, chunk_spans
+from embedsearch.data.documents import Document, document_from_record
+from embedsearch.data.sources import read_documents
+
+__all__ = [
+    "Chunk",
+    "Document",
+    "chunk_spans",
+    "document_from_record",
+    "read_documents",
+    "read_qrels",
+    "read_queries",
+]

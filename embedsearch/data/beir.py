@@ -1,0 +1,61 @@
+"""Queries and relevance judgements in the BEIR layout (queries.jsonl, qrels/*.tsv)."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+from embedsearch.errors import SourceError
+
+
+def read_queries(path: str | Path) -> dict[str, str]:
+    """``{query_id: text}`` from a JSONL file of ``{"_id", "text"}`` lines (``id`` is accepted too).
+
+    Raises :class:`SourceError` naming ``file:line`` for a malformed line, a missing id or an empty text.
+    """
+    path = Path(path)
+    queries: dict[str, str] = {}
+    for lineno, line in enumerate(_lines(path), 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+            qid = str(record.get("_id", record.get("id", "")))
+            text = str(record.get("text") or "").strip()
+        except (json.JSONDecodeError, AttributeError) as err:
+            raise SourceError(f"{path}:{lineno}: not a JSON object ({err})") from err
+        if not qid or not text:
+            raise SourceError(f"{path}:{lineno}: a query needs '_id' and a non-empty 'text'")
+        queries[qid] = text
+    return queries
+
+
+def read_qrels(path: str | Path) -> dict[str, dict[str, int]]:
+    """``{query_id: {doc_id: grade}}`` from a BEIR qrels TSV with the header ``query-id corpus-id score``.
+
+    Rows with a grade of 0 or less are judged non-relevant and left out. Raises :class:`SourceError` for a
+    missing header or a malformed row.
+    """
+    path = Path(path)
+    rows = list(csv.reader(_lines(path), delimiter="\t"))
+    if not rows or [c.strip().lower() for c in rows[0][:3]] != ["query-id", "corpus-id", "score"]:
+        raise SourceError(f"{path}:1: expected the header 'query-id<TAB>corpus-id<TAB>score'")
+    qrels: dict[str, dict[str, int]] = {}
+    for lineno, row in enumerate(rows[1:], 2):
+        if not row:
+            continue
+        try:
+            qid, doc_id, grade = row[0], row[1], int(row[2])
+        except (IndexError, ValueError) as err:
+            raise SourceError(f"{path}:{lineno}: expected query-id, corpus-id and an integer score") from err
+        if grade > 0:
+            qrels.setdefault(qid, {})[doc_id] = grade
+    return qrels
+
+
+def _lines(path: Path) -> list[str]:
+    try:
+        return path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as err:
+        raise SourceError(f"cannot read {path}: {err}") from err

@@ -1,0 +1,55 @@
+"""The document record every source is turned into."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+ID_FIELDS = ("_id", "id")
+TEXT_FIELDS = ("title", "text")
+
+
+@dataclass(frozen=True)
+class Document:
+    """One searchable document: a unique ``id``, the ``text`` that is embedded, and free-form ``metadata``."""
+
+    id: str
+    text: str
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def content_hash(self) -> str:
+        """A stable digest of text and metadata: an upsert of an unchanged document is a no-op."""
+        payload = json.dumps([self.text, self.metadata], sort_keys=True, ensure_ascii=False)
+        return hashlib.sha256(payload.encode()).hexdigest()[:32]
+
+
+def document_from_record(record: dict[str, Any]) -> Document:
+    """Turn a JSONL/CSV/HTTP record into a :class:`Document`.
+
+    The id is ``_id`` or ``id``; the text is ``title`` and ``text`` joined by a blank line (the BEIR corpus
+    layout works as is); every other field is metadata, and a ``metadata`` object is merged into it.
+    Raises ``ValueError`` with a short reason for a missing id or an empty text.
+    """
+    if not isinstance(record, dict):
+        raise ValueError(f"expected an object, got {type(record).__name__}")
+    doc_id = next((record[f] for f in ID_FIELDS if record.get(f) not in (None, "")), None)
+    if doc_id is None:
+        raise ValueError("no '_id' or 'id' field")
+    parts = [str(record[f]).strip() for f in TEXT_FIELDS if record.get(f) not in (None, "")]
+    text = "\n\n".join(p for p in parts if p)
+    if not text:
+        raise ValueError(f"document {doc_id!r} has no text (fields 'title' and 'text' are empty or missing)")
+    return Document(str(doc_id), text, _metadata_of(record))
+
+
+def _metadata_of(record: dict[str, Any]) -> dict[str, Any]:
+    skip = set(ID_FIELDS) | set(TEXT_FIELDS) | {"metadata"}
+    metadata = {k: v for k, v in record.items() if k not in skip}
+    nested = record.get("metadata")
+    if isinstance(nested, dict):
+        metadata.update(nested)
+    elif nested is not None:
+        metadata["metadata"] = nested
+    return metadata

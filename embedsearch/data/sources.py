@@ -1,0 +1,145 @@
+"""Read documents from JSONL files, CSV files and folders of .txt/.md files.
+
+Policy for bad records: every problem is collected with ``file:line: reason``. By default any problem rejects
+the whole read (:class:`SourceError` listing them), so nothing is half-indexed; with ``skip_invalid=True`` the
+bad records are skipped and the problems are returned to the caller to report. Nothing is dropped silently.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from embedsearch.data.documents import Document, document_from_record
+from embedsearch.errors import SourceError
+
+TEXT_SUFFIXES = (".txt", ".md")
+MAX_PROBLEMS_SHOWN = 5
+
+
+@dataclass
+class SourceReport:
+    """What a read produced: the documents, and every skipped record as ``file:line: reason``."""
+
+    documents: list[Document] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+
+def read_documents(sources: Iterable[str | Path], skip_invalid: bool = False) -> SourceReport:
+    """Read every source into one list of documents with unique ids.
+
+    Raises :class:`SourceError` if a source does not exist or has an unknown type, and, unless
+    ``skip_invalid``, if any record is malformed, has no id or no text, or repeats an earlier id.
+    """
+    report = SourceReport()
+    seen: dict[str, str] = {}
+    for source in sources:
+        for where, item in _records_of(Path(source)):
+            _accept(report, seen, where, item)
+    if report.problems and not skip_invalid:
+        raise SourceError(_summary(report.problems), report.problems)
+    if not report.documents:
+        raise SourceError(f"no documents found in {', '.join(str(s) for s in sources)}", report.problems)
+    return report
+
+
+def _accept(report: SourceReport, seen: dict[str, str], where: str, item: Document | str) -> None:
+    if isinstance(item, str):
+        report.problems.append(f"{where}: {item}")
+    elif item.id in seen:
+        report.problems.append(f"{where}: duplicate id {item.id!r} (first at {seen[item.id]})")
+    else:
+        seen[item.id] = where
+        report.documents.append(item)
+
+
+def _summary(problems: list[str]) -> str:
+    shown = "; ".join(problems[:MAX_PROBLEMS_SHOWN])
+    more = f" (and {len(problems) - MAX_PROBLEMS_SHOWN} more)" if len(problems) > MAX_PROBLEMS_SHOWN else ""
+    return f"{len(problems)} invalid record(s): {shown}{more}; fix them or pass --skip-invalid"
+
+
+def _records_of(path: Path) -> Iterator[tuple[str, Document | str]]:
+    """Yield ``(location, document or problem)`` for every record of one source."""
+    if path.is_dir():
+        yield from _read_folder(path)
+    elif not path.exists():
+        raise SourceError(f"source not found: {path}")
+    elif path.suffix.lower() in (".jsonl", ".ndjson"):
+        yield from _read_jsonl(path)
+    elif path.suffix.lower() == ".csv":
+        yield from _read_csv(path)
+    elif path.suffix.lower() in TEXT_SUFFIXES:
+        yield from _read_text_files(path.parent, [path])
+    else:
+        raise SourceError(f"unsupported source {path}: expected a .jsonl or .csv file, or a folder of .txt/.md files")
+
+
+def _read_jsonl(path: Path) -> Iterator[tuple[str, Document | str]]:
+    with _open_binary(path) as handle:
+        for lineno, raw in enumerate(handle, 1):
+            if not raw.strip():
+                continue
+            where = f"{path}:{lineno}"
+            try:
+                yield where, document_from_record(json.loads(raw.decode("utf-8")))
+            except UnicodeDecodeError:
+                yield where, "not valid UTF-8"
+            except json.JSONDecodeError as err:
+                yield where, f"invalid JSON ({err.msg})"
+            except ValueError as err:
+                yield where, str(err)
+
+
+def _read_csv(path: Path) -> Iterator[tuple[str, Document | str]]:
+    csv.field_size_limit(sys.maxsize)
+    with _open_text(path, newline="") as handle:
+        reader = csv.DictReader(handle)
+        try:
+            for row in reader:
+                yield _csv_row(f"{path}:{reader.line_num}", row)
+        except (UnicodeDecodeError, csv.Error) as err:
+            yield f"{path}:{reader.line_num + 1}", f"unreadable CSV ({err}); the rest of the file is skipped"
+
+
+def _csv_row(where: str, row: dict) -> tuple[str, Document | str]:
+    if None in row:
+        return where, f"{len(row[None])} more field(s) than the header has"
+    try:
+        return where, document_from_record({k: v for k, v in row.items() if v not in (None, "")})
+    except ValueError as err:
+        return where, str(err)
+
+
+def _read_folder(folder: Path) -> Iterator[tuple[str, Document | str]]:
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in TEXT_SUFFIXES)
+    yield from _read_text_files(folder, files)
+
+
+def _read_text_files(root: Path, files: list[Path]) -> Iterator[tuple[str, Document | str]]:
+    for file in files:
+        doc_id = file.relative_to(root).as_posix()
+        try:
+            text = file.read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as err:
+            yield str(file), f"unreadable ({err.__class__.__name__}: {err})"
+            continue
+        yield str(file), Document(doc_id, text, {"path": doc_id}) if text else "empty file"
+
+
+def _open_text(path: Path, newline: str | None = None):
+    try:
+        return path.open(encoding="utf-8", errors="strict", newline=newline)
+    except OSError as err:
+        raise SourceError(f"cannot read {path}: {err.strerror}") from err
+
+
+def _open_binary(path: Path):
+    try:
+        return path.open("rb")
+    except OSError as err:
+        raise SourceError(f"cannot read {path}: {err.strerror}") from err

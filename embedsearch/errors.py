@@ -1,0 +1,60 @@
+"""The one exception hierarchy of embedsearch.
+
+Every error a user can cause is an :class:`EmbedsearchError`; its message is one line that names the bad value
+and, where there is a fixed set, the valid ones. The CLI and the HTTP app each map these classes to exit codes
+and status codes in one place.
+"""
+
+from __future__ import annotations
+
+
+class EmbedsearchError(Exception):
+    """Base class: an error the user can act on. ``str(err)`` is a complete one-line message."""
+
+
+class InvalidInputError(EmbedsearchError):
+    """A source file, query, spec or argument is malformed (HTTP 422, CLI exit 2)."""
+
+
+class SourceError(InvalidInputError):
+    """A document source has unreadable or malformed records; ``problems`` lists ``file:line: reason``."""
+
+    def __init__(self, message: str, problems: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.problems = problems or []
+
+
+class NotFoundError(EmbedsearchError):
+    """An index, document or encoder does not exist (HTTP 404)."""
+
+
+class UnknownIndexError(NotFoundError):
+    """No index of that name in the home folder."""
+
+
+class UnknownEncoderError(NotFoundError):
+    """An encoder name that is not registered and is not a loadable model directory."""
+
+
+class IndexExistsError(EmbedsearchError):
+    """``build`` onto an existing index without ``overwrite`` (HTTP 409)."""
+
+
+class EncoderMismatchError(EmbedsearchError):
+    """A query encoder whose name or weights fingerprint differs from the index's (HTTP 409)."""
+
+
+class UnsupportedModalityError(EmbedsearchError):
+    """A query kind (text, image) that the index's encoder cannot embed (HTTP 400)."""
+
+
+class IndexLockedError(EmbedsearchError):
+    """Another writer holds the index and did not finish within the lock timeout (HTTP 409)."""
+
+
+class CorruptIndexError(EmbedsearchError):
+    """Files on disk do not match their manifest (HTTP 500: not the client's fault)."""
+
+
+class TooLargeError(InvalidInputError):
+    """A request exceeds a configured limit (k, body, image size) (HTTP 413)."""

@@ -1,0 +1,8 @@
+"""Retrieval quality: metrics and the evaluation of an index on queries with relevance judgements."""
+
+from __future__ import annotations
+
+from embedsearch.eval.metrics import METRICS, evaluate_run
+from embedsearch.eval.runner import EvalReport, evaluate_index
+
+__all__ = ["METRICS", "EvalReport", "evaluate_index", "evaluate_run"]

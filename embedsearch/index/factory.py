@@ -1,0 +1,127 @@
+"""faiss indexes from factory strings, the ``auto`` choice, id handling and search-time knobs.
+
+Every index uses inner product on L2-normalised vectors (= cosine). Flat and HNSW indexes are wrapped in
+``IndexIDMap2`` so that they hold our chunk ids; IVF indexes hold ids natively.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+
+import faiss
+import numpy as np
+
+from embedsearch.errors import InvalidInputError
+
+METRIC = "inner_product"
+
+# ``auto`` keeps exact search up to this many vectors: measured by benchmarks/bench_auto_spec.py.
+EXACT_SEARCH_LIMIT = 50_000
+HNSW_LINKS = 32
+# bytes per vector beyond the raw floats, for an HNSW32 graph (links at level 0 and above), measured there too.
+HNSW_EXTRA_BYTES = 2 * HNSW_LINKS * 4 + 16
+DEFAULT_EF_SEARCH = 64
+DEFAULT_NPROBE = 16
+
+
+@dataclass(frozen=True)
+class SearchKnobs:
+    """Search-time parameters, separate from the build spec."""
+
+    ef_search: int = DEFAULT_EF_SEARCH
+    nprobe: int = DEFAULT_NPROBE
+
+
+def choose_spec(n_vectors: int, dim: int, memory_budget: int | None = None) -> str:
+    """The ``auto`` spec: exact search up to :data:`EXACT_SEARCH_LIMIT` vectors, else HNSW, and IVF-PQ where
+    an HNSW index of the raw vectors would not fit ``memory_budget`` bytes."""
+    if n_vectors <= EXACT_SEARCH_LIMIT and (memory_budget is None or 4 * dim * n_vectors <= memory_budget):
+        return "Flat"
+    hnsw_bytes = n_vectors * (4 * dim + HNSW_EXTRA_BYTES)
+    if memory_budget is None or hnsw_bytes <= memory_budget:
+        return f"HNSW{HNSW_LINKS},Flat"
+    nlist = max(1, min(65536, 2 ** round(math.log2(4 * math.sqrt(n_vectors)))))
+    return f"IVF{nlist},PQ{_pq_subquantizers(dim, n_vectors, nlist, memory_budget)}"
+
+
+def _pq_subquantizers(dim: int, n_vectors: int, nlist: int, memory_budget: int) -> int:
+    """The most PQ bytes per vector (a divisor of ``dim``) whose codes fit the budget."""
+    per_vector = (memory_budget - nlist * dim * 4) / max(n_vectors, 1) - 8  # 8 bytes: the id
+    candidates = [m for m in range(1, dim + 1) if dim % m == 0 and m <= max(per_vector, 1)]
+    return max(candidates)
+
+
+def make_index(spec: str, dim: int) -> faiss.Index:
+    """An empty index for ``spec`` (a faiss index_factory string, used verbatim) that accepts our ids.
+
+    Raises :class:`InvalidInputError` quoting the spec and faiss's reason if faiss rejects it.
+    """
+    try:
+        index = faiss.index_factory(dim, spec, faiss.METRIC_INNER_PRODUCT)
+    except RuntimeError as err:
+        raise InvalidInputError(f"invalid index spec {spec!r}: {_faiss_reason(err)}") from err
+    return index if _has_native_ids(index) else faiss.IndexIDMap2(index)
+
+
+def _has_native_ids(index: faiss.Index) -> bool:
+    return isinstance(index, faiss.IndexIDMap) or faiss.try_extract_index_ivf(index) is not None
+
+
+def train_and_add(index: faiss.Index, ids: np.ndarray, vectors: np.ndarray, spec: str) -> None:
+    """Train ``index`` on ``vectors`` if it needs it, then add them under ``ids``."""
+    if not index.is_trained:
+        try:
+            index.train(vectors)
+        except RuntimeError as err:
+            raise InvalidInputError(
+                f"index spec {spec!r} cannot be trained on {len(vectors)} vectors ({_faiss_reason(err)}); "
+                "use 'Flat' or fewer lists/sub-quantizers"
+            ) from err
+    if len(ids):
+        index.add_with_ids(vectors, ids)
+
+
+def remove_ids(index: faiss.Index, ids: np.ndarray) -> bool:
+    """Remove ``ids``; returns False if this index type cannot remove (HNSW), so the caller rebuilds it."""
+    if not len(ids):
+        return True
+    try:
+        index.remove_ids(faiss.IDSelectorBatch(ids.astype(np.int64)))
+    except RuntimeError:
+        return False
+    return True
+
+
+def search(
+    index: faiss.Index, queries: np.ndarray, k: int, knobs: SearchKnobs, allowed: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(D, I)`` of shape ``(len(queries), k)``, padded with ``-inf`` / ``-1``; ``allowed`` restricts ids."""
+    selector = faiss.IDSelectorBatch(allowed) if allowed is not None else None
+    params = _parameters(index, knobs, selector)
+    return index.search(np.ascontiguousarray(queries, dtype=np.float32), k, params=params)
+
+
+def _parameters(index: faiss.Index, knobs: SearchKnobs, selector) -> faiss.SearchParameters | None:
+    inner = index.index if isinstance(index, faiss.IndexIDMap) else index
+    if isinstance(inner, faiss.IndexHNSW):
+        params = faiss.SearchParametersHNSW()
+        params.efSearch = knobs.ef_search
+    elif faiss.try_extract_index_ivf(inner) is not None:
+        params = faiss.SearchParametersIVF()
+        params.nprobe = knobs.nprobe
+    elif selector is None:
+        return None
+    else:
+        params = faiss.SearchParameters()
+    if selector is not None:
+        params.sel = selector
+    return params
+
+
+def _faiss_reason(err: RuntimeError) -> str:
+    """faiss's own sentence, without the C++ location and the failed condition."""
+    message = str(err).strip().splitlines()[-1] if str(err).strip() else "unknown error"
+    message = re.sub(r"^.*\.cpp:\d+: ", "", message)
+    return re.sub(r"^Error: '.*?' failed: ", "", message)
