@@ -27,7 +27,7 @@ def index() -> None:
 @click.option("--encoder", default="minilm", show_default=True, help="Encoder name or model directory.")
 @click.option("--spec", default="auto", show_default=True, help="'auto' or a faiss index_factory string.")
 @click.option("--memory-budget", help="For --spec auto: the most memory the index may use, e.g. 2GB.")
-@click.option("--chunk-overlap", type=int, default=32, show_default=True, help="Tokens shared by neighbouring chunks.")
+@click.option("--chunk-overlap", type=int, help="Tokens shared by neighbouring chunks [default: 1/8 of a chunk].")
 @click.option("--no-chunking", is_flag=True, help="One vector per document (the model truncates long ones).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing index of that name.")
 @skip_option

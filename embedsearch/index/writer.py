@@ -31,17 +31,24 @@ from embedsearch.index.storage import (
 )
 from embedsearch.runtime import use_batch_threads
 
-DEFAULT_OVERLAP = 32
 DEFAULT_LOCK_TIMEOUT = 300.0
 
 
 @dataclass(frozen=True)
 class ChunkingPolicy:
-    """How documents become chunks: windows of the encoder's max tokens sharing ``overlap`` tokens, or (with
-    ``enabled=False``) one chunk per document that the model truncates."""
+    """How documents become chunks: windows of the encoder's max tokens sharing ``overlap`` tokens (default:
+    an eighth of the window, 31 for MiniLM), or (with ``enabled=False``) one chunk per document that the model
+    truncates."""
 
     enabled: bool = True
-    overlap: int = DEFAULT_OVERLAP
+    overlap: int | None = None
+
+    def resolved(self, max_tokens: int) -> ChunkingPolicy:
+        """This policy with a concrete overlap; :class:`InvalidInputError` if it does not fit the window."""
+        overlap = max_tokens // 8 if self.overlap is None else self.overlap
+        if not 0 <= overlap < max_tokens:
+            raise InvalidInputError(f"chunk overlap must be between 0 and {max_tokens - 1} tokens, got {overlap}")
+        return ChunkingPolicy(self.enabled, overlap)
 
 
 @dataclass
@@ -79,6 +86,7 @@ def build_index(
     if not documents:
         raise InvalidInputError("no documents to index")
     encoder = get_encoder(encoder) if isinstance(encoder, str) else encoder
+    chunking = chunking.resolved(encoder.max_tokens)
     directory = index_directory(name, home)
     if not overwrite and name in list_index_names(home):
         raise IndexExistsError(f"index {name!r} already exists in {directory.parent}; pass --overwrite to replace it")

@@ -1,0 +1,112 @@
+"""Searching: per-document hits, filters, vectors, batches against single queries, HNSW against exact."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from embedsearch import build_index, load_index
+from embedsearch.data import Document
+from embedsearch.errors import EncoderMismatchError, InvalidInputError
+from embedsearch.search.hits import best_chunk_per_document
+
+WORDS = "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu xi omicron pi rho sigma".split()
+
+
+def _corpus(n: int = 300) -> list[Document]:
+    rng = np.random.default_rng(0)
+    return [
+        Document(f"d{i}", " ".join(rng.choice(WORDS, size=int(rng.integers(5, 40)))), {"group": str(i % 7)})
+        for i in range(n)
+    ]
+
+
+@pytest.fixture
+def corpus_index(home):
+    build_index("corpus", _corpus(), "fake", home=home)
+    return load_index("corpus", home)
+
+
+def test_each_document_appears_once_with_its_best_chunk():
+    D = np.array([[0.9, 0.8, 0.7, 0.1]], dtype=np.float32)
+    I = np.array([[1, 2, 3, -1]])
+    owners = {1: ("a", 0, 5), 2: ("a", 5, 9), 3: ("b", 0, 3)}
+    [row] = best_chunk_per_document(D, I, owners, k=5)
+    assert [(d, a, b) for d, _, a, b in row] == [("a", 0, 5), ("b", 0, 3)]
+    assert [s for _, s, _, _ in row] == pytest.approx([0.9, 0.7])
+    assert best_chunk_per_document(D, I, owners, k=1) == [[row[0]]]
+
+
+def test_search_returns_k_distinct_documents_in_score_order(corpus_index):
+    hits = corpus_index.search("alpha beta gamma", k=25)
+    assert len(hits) == 25 == len({h.id for h in hits})
+    assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+
+
+def test_where_filter_still_returns_k_matching_documents(corpus_index):
+    hits = corpus_index.search("alpha", k=20, where={"group": "3"})
+    assert len(hits) == 20 and all(h.metadata["group"] == "3" for h in hits)
+    assert corpus_index.search("alpha", k=5, where={"group": "nope"}) == []
+
+
+def test_filtered_results_equal_exact_ranking_of_the_matching_documents(corpus_index):
+    docs = [d for d in _corpus() if d.metadata["group"] == "2"]
+    query = corpus_index.encoder.encode_text(["theta iota"])[0]
+    expected = sorted(
+        docs, key=lambda d: -max(corpus_index.encoder.encode_text(_chunk_texts(corpus_index, d)) @ query)
+    )[:10]
+    hits = corpus_index.search("theta iota", k=10, where={"group": "2"})
+    assert [h.id for h in hits] == [d.id for d in expected]
+
+
+def _chunk_texts(searcher, document):
+    rows = searcher.index.docs._db.execute("SELECT start, end FROM chunks WHERE doc_id = ?", (document.id,))
+    return [document.text[a:b] for a, b in rows]
+
+
+def test_batch_search_equals_single_searches(corpus_index):
+    queries = ["alpha beta", "omicron pi rho", "sigma"]
+    batch = corpus_index.search_many(queries, k=7)
+    assert batch == [corpus_index.search(q, k=7) for q in queries]
+
+
+def test_vector_search_equals_text_search(corpus_index):
+    vector = corpus_index.encoder.encode_text(["kappa lambda"])
+    assert corpus_index.search_vectors(vector, k=5)[0] == corpus_index.search("kappa lambda", k=5)
+
+
+def test_k_larger_than_the_collection_returns_everything(home):
+    build_index("small", _corpus(4), "fake", home=home)
+    assert len(load_index("small", home).search("alpha", k=50)) == 4
+
+
+def test_hnsw_index_finds_what_exact_search_finds(home):
+    build_index("flat", _corpus(), "fake", home=home, spec="Flat")
+    build_index("hnsw", _corpus(), "fake", home=home, spec="HNSW32,Flat")
+    flat, hnsw = load_index("flat", home), load_index("hnsw", home)
+    queries = [" ".join(WORDS[i : i + 3]) for i in range(0, 15)]
+    overlap = [
+        len({h.id for h in a} & {h.id for h in b}) / 10
+        for a, b in zip(flat.search_many(queries, k=10), hnsw.search_many(queries, k=10), strict=True)
+    ]
+    assert np.mean(overlap) >= 0.9
+
+
+@pytest.mark.parametrize(
+    "call,message",
+    [
+        (lambda s: s.search("", k=3), "empty"),
+        (lambda s: s.search("alpha", k=0), "at least 1"),
+        (lambda s: s.search_vectors(np.ones(5), k=3), "dimension 32"),
+        (lambda s: s.search_vectors(np.full(32, np.nan), k=3), "NaN"),
+    ],
+)
+def test_bad_queries_are_invalid_input(corpus_index, call, message):
+    with pytest.raises(InvalidInputError, match=message):
+        call(corpus_index)
+
+
+def test_query_encoder_must_match_the_index(home):
+    build_index("corpus", _corpus(10), "fake", home=home)
+    with pytest.raises(EncoderMismatchError, match="fake-other"):
+        load_index("corpus", home, encoder="fake-other")
