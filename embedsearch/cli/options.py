@@ -34,13 +34,17 @@ def parse_where(values: tuple[str, ...]) -> dict[str, str] | None:
 
 
 def parse_size(value: str | None) -> int | None:
-    """``"2GB"``, ``"512MiB"``, ``"1000000"`` -> bytes."""
+    """``"2GB"``, ``"512MiB"``, ``"1000000"`` -> bytes; anything else, zero or less is a usage error."""
     if value is None:
         return None
     units = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30}
     text = value.strip().upper()
     number = text.rstrip("KMGIB")
+    invalid = click.BadParameter(f"expected a size like 2GB or 512MiB, got {value!r}", param_hint="--memory-budget")
     try:
-        return int(float(number) * units[text[len(number):]])
-    except (ValueError, KeyError):
-        raise click.BadParameter(f"expected a size like 2GB or 512MiB, got {value!r}", param_hint="--memory-budget")
+        size = int(float(number) * units[text[len(number):]])
+    except (ValueError, KeyError, OverflowError):  # OverflowError: "inf"
+        raise invalid from None
+    if size <= 0:
+        raise invalid
+    return size

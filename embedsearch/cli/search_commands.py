@@ -26,22 +26,22 @@ SNIPPET_CHARS = 160
 @quiet_option
 def search(name, query, k, where, queries, encoder, ef_search, nprobe, home, as_json, quiet) -> None:
     """Search index NAME for QUERY (or for every line of --queries)."""
-    from embedsearch import load_index
+    from embedsearch import load_index, read_queries
     from embedsearch.runtime import use_batch_threads, use_query_threads
 
     if (query is None) == (queries is None):
         raise click.UsageError("give either QUERY or --queries FILE")
+    # input is checked before the index and its encoder are loaded, which can take seconds
+    filters = parse_where(where)
+    texts = read_queries(queries) if queries is not None else None
     searcher = load_index(name, home, encoder)
     knobs = {key: v for key, v in (("ef_search", ef_search), ("nprobe", nprobe)) if v is not None}
-    if queries is None:
+    if texts is None:
         use_query_threads()
-        _print_hits(searcher.search(query, k, parse_where(where), **knobs), as_json)
+        _print_hits(searcher.search(query, k, filters, **knobs), as_json)
         return
-    from embedsearch.data import read_queries
-
     use_batch_threads()
-    texts = read_queries(queries)
-    results = searcher.search_many(list(texts.values()), k, parse_where(where), progress=not quiet, **knobs)
+    results = searcher.search_many(list(texts.values()), k, filters, progress=not quiet, **knobs)
     for query_id, hits in zip(texts, results, strict=True):
         line = {"query_id": query_id, "results": [{"id": h.id, "score": h.score} for h in hits]}
         click.echo(json.dumps(line, ensure_ascii=False))

@@ -87,6 +87,8 @@ def build_index(
         raise InvalidInputError("no documents to index")
     encoder = get_encoder(encoder) if isinstance(encoder, str) else encoder
     chunking = chunking.resolved(encoder.max_tokens)
+    if spec != "auto":
+        factory.make_index(spec, encoder.dim)  # a bad spec fails now, not after encoding everything
     directory = index_directory(name, home)
     if not overwrite and name in list_index_names(home):
         raise IndexExistsError(f"index {name!r} already exists in {directory.parent}; pass --overwrite to replace it")
