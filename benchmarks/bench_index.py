@@ -40,7 +40,11 @@ def main() -> None:
         return
     work = Path(tempfile.mkdtemp(prefix="bench-index-"))
     corpus = _corpus(args, work)
-    rows = [_child(["index-build", str(corpus), str(work)]), None, _child(["index-build-truncate", str(corpus), str(work)])]
+    rows = [
+        _child(["index-build", str(corpus), str(work)]),
+        None,
+        _child(["index-build-truncate", str(corpus), str(work)]),
+    ]
     rows[1] = _child(["bare-encode", str(corpus), str(work)])
     if not args.no_eval:
         for row, name in zip((rows[0], rows[2]), ("chunked", "truncated"), strict=True):
@@ -129,10 +133,15 @@ def _report(rows: list[dict], out: Path) -> None:
     header = f"{'config':<22}{'docs':>6}{'chunks':>8}{'wall_s':>9}{'docs/s':>8}{'chunks/s':>9}{'peak_MiB':>10}"
     print(header + f"{'nDCG@10':>9}{'R@10':>7}{'R@100':>7}{'MRR@10':>8}")
     for row in rows:
-        quality = "".join(f"{row[m]:>{w}.4f}" if m in row else " " * w for m, w in
-                          (("ndcg@10", 9), ("recall@10", 7), ("recall@100", 7), ("mrr@10", 8)))
-        print(f"{row['config']:<22}{row['docs']:>6}{row['chunks']:>8}{row['wall_s']:>9.1f}"
-              f"{row['docs'] / row['wall_s']:>8.1f}{row['chunks'] / row['wall_s']:>9.1f}{row['peak_mib']:>10.0f}" + quality)
+        quality = "".join(
+            f"{row[m]:>{w}.4f}" if m in row else " " * w
+            for m, w in (("ndcg@10", 9), ("recall@10", 7), ("recall@100", 7), ("mrr@10", 8))
+        )
+        print(
+            f"{row['config']:<22}{row['docs']:>6}{row['chunks']:>8}{row['wall_s']:>9.1f}"
+            f"{row['docs'] / row['wall_s']:>8.1f}{row['chunks'] / row['wall_s']:>9.1f}{row['peak_mib']:>10.0f}"
+            + quality
+        )
     build, bare = rows[0], rows[1]
     overhead = build["wall_s"] / bare["wall_s"] - 1
     verdict = "meets" if overhead < 0.15 else "MISSES"

@@ -15,9 +15,18 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("EMBEDSEARCH_DATA", REPO.parent / "shared" / "data"))
 
 ANIMALS = [
-    {"_id": "cat", "title": "Cats", "text": "The cat is a small domestic feline that purrs and hunts mice.", "kind": "pet"},
-    {"_id": "dog", "title": "Dogs", "text": "The dog is a loyal domestic animal that barks and fetches sticks.",
-     "kind": "pet"},
+    {
+        "_id": "cat",
+        "title": "Cats",
+        "text": "The cat is a small domestic feline that purrs and hunts mice.",
+        "kind": "pet",
+    },
+    {
+        "_id": "dog",
+        "title": "Dogs",
+        "text": "The dog is a loyal domestic animal that barks and fetches sticks.",
+        "kind": "pet",
+    },
     {"_id": "eagle", "text": "The eagle is a large bird of prey with keen eyesight that soars high.", "kind": "wild"},
     {"_id": "shark", "text": "The shark is a fish of the ocean with many rows of sharp teeth.", "kind": "wild"},
     {"_id": "long", "text": " ".join(f"word{i}" for i in range(40)) + " mice cat purrs", "kind": "wild"},

@@ -34,17 +34,36 @@ def index() -> None:
 @home_option
 @lock_timeout_option
 @quiet_option
-def build(name, sources, encoder, spec, memory_budget, chunk_overlap, no_chunking, overwrite, skip_invalid, home,
-          lock_timeout, quiet) -> None:
+def build(
+    name,
+    sources,
+    encoder,
+    spec,
+    memory_budget,
+    chunk_overlap,
+    no_chunking,
+    overwrite,
+    skip_invalid,
+    home,
+    lock_timeout,
+    quiet,
+) -> None:
     """Index the documents of SOURCES (JSONL, CSV, or folders of .txt/.md) as index NAME."""
     from embedsearch.index import ChunkingPolicy, build_index
 
     documents = _read(sources, skip_invalid)
     start = time.perf_counter()
     report = build_index(
-        name, documents, encoder, spec=spec, home=home, overwrite=overwrite, progress=not quiet,
+        name,
+        documents,
+        encoder,
+        spec=spec,
+        home=home,
+        overwrite=overwrite,
+        progress=not quiet,
         chunking=ChunkingPolicy(enabled=not no_chunking, overlap=chunk_overlap),
-        memory_budget=parse_size(memory_budget), lock_timeout=lock_timeout,
+        memory_budget=parse_size(memory_budget),
+        lock_timeout=lock_timeout,
     )
     _summarize("indexed", report, time.perf_counter() - start)
 

@@ -17,7 +17,10 @@ home_option = click.option(
 quiet_option = click.option("--quiet", "-q", is_flag=True, help="No progress output on stderr.")
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 lock_timeout_option = click.option(
-    "--lock-timeout", type=float, default=300.0, show_default=True,
+    "--lock-timeout",
+    type=float,
+    default=300.0,
+    show_default=True,
     help="Seconds to wait while another process writes the index.",
 )
 
@@ -42,7 +45,7 @@ def parse_size(value: str | None) -> int | None:
     number = text.rstrip("KMGIB")
     invalid = click.BadParameter(f"expected a size like 2GB or 512MiB, got {value!r}", param_hint="--memory-budget")
     try:
-        size = int(float(number) * units[text[len(number):]])
+        size = int(float(number) * units[text[len(number) :]])
     except (ValueError, KeyError, OverflowError):  # OverflowError: "inf"
         raise invalid from None
     if size <= 0:

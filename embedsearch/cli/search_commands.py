@@ -83,5 +83,7 @@ def evaluate(name, queries, qrels, k, home, as_json, quiet) -> None:
         return
     for metric, value in report.metrics.items():
         click.echo(f"{metric:<11}{value:.4f}")
-    click.echo(f"{'queries':<11}{report.queries}" + (f" ({report.missing_queries} without text)"
-                                                    if report.missing_queries else ""))
+    click.echo(
+        f"{'queries':<11}{report.queries}"
+        + (f" ({report.missing_queries} without text)" if report.missing_queries else "")
+    )

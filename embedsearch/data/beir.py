@@ -28,6 +28,8 @@ def read_queries(path: str | Path) -> dict[str, str]:
         if not qid or not text:
             raise SourceError(f"{path}:{lineno}: a query needs '_id' and a non-empty 'text'")
         queries[qid] = text
+    if not queries:
+        raise SourceError(f"{path}: no queries in the file")
     return queries
 
 

@@ -43,4 +43,5 @@ def _documents_of(module: str, path: Path) -> Iterator[Document]:
         if isinstance(node, ast.FunctionDef | ast.ClassDef) and not node.name.startswith("_"):
             if doc := ast.get_docstring(node):
                 kind = "class" if isinstance(node, ast.ClassDef) else "function"
-                yield Document(f"{module}.{node.name}", f"{module}.{node.name}: {doc}", {"module": module, "kind": kind})
+                name = f"{module}.{node.name}"
+                yield Document(name, f"{name}: {doc}", {"module": module, "kind": kind})

@@ -48,9 +48,7 @@ class SentenceTransformerEncoder(Encoder):
         import torch
 
         with torch.inference_mode():
-            vectors = self.model.encode(
-                texts, batch_size=len(texts), convert_to_tensor=True, show_progress_bar=False
-            )
+            vectors = self.model.encode(texts, batch_size=len(texts), convert_to_tensor=True, show_progress_bar=False)
         return vectors.float().numpy()
 
     def token_spans_batch(self, texts: list[str]) -> list[list[tuple[int, int]]]:

@@ -115,10 +115,15 @@ class DocStore:
 
     def chunk_ids_where(self, where: dict[str, Any]) -> np.ndarray:
         """Ids of the chunks of documents whose metadata has every ``key == value`` (compared as text)."""
-        clauses = " AND ".join("CAST(json_extract(d.metadata, ?) AS TEXT) = ?" for _ in where)
+        clause = (
+            "(CASE json_type(d.metadata, ?) WHEN 'true' THEN 'true' WHEN 'false' THEN 'false' "
+            "ELSE CAST(json_extract(d.metadata, ?) AS TEXT) END) = ?"
+        )
+        clauses = " AND ".join(clause for _ in where)
         params: list[Any] = []
         for key, value in where.items():
-            params += [f'$."{key}"', _as_text(value)]
+            path = '$."' + key.replace('"', '""') + '"'
+            params += [path, path, _as_text(value)]
         sql = f"SELECT c.chunk_id FROM chunks c JOIN documents d ON d.id = c.doc_id WHERE {clauses}"
         return np.array([r[0] for r in self._db.execute(sql, params)], dtype=np.int64)
 
@@ -135,7 +140,7 @@ class DocStore:
 
 
 def _as_text(value: Any) -> str:
-    """How SQLite's CAST(json_extract(...) AS TEXT) renders a JSON value, so ``--where year=2020`` matches."""
+    """How a JSON value reads as text in :meth:`chunk_ids_where`: ``year=2020`` and ``featured=true`` match."""
     if isinstance(value, bool):
-        return "1" if value else "0"
+        return "true" if value else "false"
     return value if isinstance(value, str) else json.dumps(value)

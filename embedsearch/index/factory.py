@@ -25,6 +25,8 @@ EXACT_SEARCH_LIMIT = 50_000
 HNSW_LINKS = 32
 # measured there too: an HNSW32 index takes 4*d + 272 bytes per vector (the graph links).
 HNSW_EXTRA_BYTES = 272
+# product quantisation trains 256 centroids per sub-quantiser; faiss wants 39 points per centroid
+MIN_PQ_TRAINING = 39 * 256
 DEFAULT_EF_SEARCH = 64
 DEFAULT_NPROBE = 16
 
@@ -45,6 +47,12 @@ def choose_spec(n_vectors: int, dim: int, memory_budget: int | None = None) -> s
     hnsw_bytes = n_vectors * (4 * dim + HNSW_EXTRA_BYTES)
     if memory_budget is None or hnsw_bytes <= memory_budget:
         return f"HNSW{HNSW_LINKS},Flat"
+    if n_vectors < MIN_PQ_TRAINING:
+        raise InvalidInputError(
+            f"a memory budget of {memory_budget} bytes cannot hold {n_vectors} vectors of dimension {dim} "
+            f"exactly ({4 * dim * n_vectors} bytes), and a compressed index needs at least {MIN_PQ_TRAINING} "
+            "vectors to train; raise --memory-budget"
+        )
     # about 4*sqrt(n) lists, each with at least 39 training points (faiss's minimum for k-means)
     nlist = max(1, min(65536, n_vectors // 39, 2 ** round(math.log2(4 * math.sqrt(n_vectors)))))
     # "np": no polysemous training, which the search does not use and which took 30x longer to build

@@ -87,9 +87,7 @@ class StoredIndex:
 EXACT_FILTER_LIMIT = 20_000
 
 
-def exact_top_k(
-    queries: np.ndarray, ids: np.ndarray, vectors: np.ndarray, k: int
-) -> tuple[np.ndarray, np.ndarray]:
+def exact_top_k(queries: np.ndarray, ids: np.ndarray, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Exact inner-product top-``k`` in faiss's ``(D, I)`` form, padded with ``-inf`` / ``-1``."""
     scores = np.asarray(queries, dtype=np.float32) @ vectors.T
     take = min(k, len(ids))

@@ -101,12 +101,12 @@ def build_index(
         chunks, vectors = _encode(documents, encoder, chunking, progress, report)
         spec = factory.choose_spec(len(chunks), encoder.dim, memory_budget) if spec == "auto" else spec
         generation = (previous["generation"] if previous else 0) + 1
-        writer = _GenerationWriter(directory, generation, encoder.dim, None)
-        index = factory.make_index(spec, encoder.dim)
-        ids = writer.put(documents, chunks, vectors, report)
-        _timed(report, "faiss", lambda: factory.train_and_add(index, ids, vectors, spec))
-        manifest = _new_manifest(name, encoder, spec, chunking, previous)
-        report.manifest = writer.commit(index, manifest, report)
+        with _GenerationWriter(directory, generation, encoder.dim, None) as writer:
+            index = factory.make_index(spec, encoder.dim)
+            ids = writer.put(documents, chunks, vectors, report)
+            _timed(report, "faiss", lambda: factory.train_and_add(index, ids, vectors, spec))
+            manifest = _new_manifest(name, encoder, spec, chunking, previous)
+            report.manifest = writer.commit(index, manifest, report)
         report.added = [d.id for d in documents]
     return report
 
@@ -123,23 +123,24 @@ def add_documents(
     """Add or replace documents by id (upsert). Unchanged documents (same text and metadata) are not
     re-encoded. Raises :class:`EncoderMismatchError` if ``encoder`` is not the index's encoder."""
     directory = index_directory(name, home)
+    _matching_encoder(read_manifest(directory), encoder)  # fail before waiting for the lock or encoding
     use_batch_threads()
     with write_lock(directory, lock_timeout):
         manifest = read_manifest(directory)
         encoder = _matching_encoder(manifest, encoder)
         report = WriteReport(manifest=manifest)
-        writer = _GenerationWriter.next_of(directory, manifest)
-        stored = writer.store.hashes([d.id for d in documents])
-        fresh = [d for d in documents if stored.get(d.id) != d.content_hash()]
-        report.unchanged = [d.id for d in documents if stored.get(d.id) == d.content_hash()]
-        report.updated = [d.id for d in fresh if d.id in stored]
-        report.added = [d.id for d in fresh if d.id not in stored]
-        index = writer.load_vectors()
-        removed = np.array(writer.store.delete_documents(report.updated), dtype=np.int64)
-        chunks, vectors = _encode(fresh, encoder, _policy(manifest), progress, report)
-        ids = writer.put(fresh, chunks, vectors, report)
-        index = writer.apply(index, manifest["spec"], removed, ids, vectors, report)
-        report.manifest = writer.commit(index, manifest, report)
+        with _GenerationWriter.next_of(directory, manifest) as writer:
+            stored = writer.store.hashes([d.id for d in documents])
+            fresh = [d for d in documents if stored.get(d.id) != d.content_hash()]
+            report.unchanged = [d.id for d in documents if stored.get(d.id) == d.content_hash()]
+            report.updated = [d.id for d in fresh if d.id in stored]
+            report.added = [d.id for d in fresh if d.id not in stored]
+            index = writer.load_vectors()
+            removed = np.array(writer.store.delete_documents(report.updated), dtype=np.int64)
+            chunks, vectors = _encode(fresh, encoder, _policy(manifest), progress, report)
+            ids = writer.put(fresh, chunks, vectors, report)
+            index = writer.apply(index, manifest["spec"], removed, ids, vectors, report)
+            report.manifest = writer.commit(index, manifest, report)
     return report
 
 
@@ -148,18 +149,19 @@ def delete_documents(
 ) -> WriteReport:
     """Delete documents by id; ids that are not stored are reported in ``missing``."""
     directory = index_directory(name, home)
+    read_manifest(directory)  # an unknown index fails here, without creating its folder
     with write_lock(directory, lock_timeout):
         manifest = read_manifest(directory)
         report = WriteReport(manifest=manifest)
-        writer = _GenerationWriter.next_of(directory, manifest)
-        present = writer.store.hashes(list(ids))
-        report.deleted = [i for i in ids if i in present]
-        report.missing = [i for i in ids if i not in present]
-        index = writer.load_vectors()
-        removed = np.array(writer.store.delete_documents(report.deleted), dtype=np.int64)
-        nothing = np.zeros((0, manifest["dim"]), np.float32)
-        index = writer.apply(index, manifest["spec"], removed, np.zeros(0, np.int64), nothing, report)
-        report.manifest = writer.commit(index, manifest, report)
+        with _GenerationWriter.next_of(directory, manifest) as writer:
+            present = writer.store.hashes(list(ids))
+            report.deleted = [i for i in ids if i in present]
+            report.missing = [i for i in ids if i not in present]
+            index = writer.load_vectors()
+            removed = np.array(writer.store.delete_documents(report.deleted), dtype=np.int64)
+            nothing = np.zeros((0, manifest["dim"]), np.float32)
+            index = writer.apply(index, manifest["spec"], removed, np.zeros(0, np.int64), nothing, report)
+            report.manifest = writer.commit(index, manifest, report)
     return report
 
 
@@ -173,6 +175,15 @@ class _GenerationWriter:
         self.store_path, self.faiss_path = generation_paths(directory, generation)
         self.store = DocStore.open_writable(self.store_path, dim, copy_from=previous)
         self.previous_faiss = generation_paths(directory, generation - 1)[1]
+
+    def __enter__(self) -> _GenerationWriter:
+        return self
+
+    def __exit__(self, error_type, error, traceback) -> None:
+        """On an error, close and remove this generation's files: the manifest still names the old ones."""
+        if error_type is not None:
+            self.store.close()
+            remove_stale_files(self.directory, keep={self.generation - 1, self.generation - 2})
 
     @classmethod
     def next_of(cls, directory: Path, manifest: dict[str, Any]) -> _GenerationWriter:

@@ -48,6 +48,4 @@ def best_chunk_per_document(D: np.ndarray, I: np.ndarray, owners: dict[int, tupl
 def to_hits(rows: list[list[tuple[str, float, int, int]]], docs: DocStore) -> list[list[Hit]]:
     """Attach snippet text and metadata from the document store."""
     stored = docs.documents(sorted({r[0] for row in rows for r in row}))
-    return [
-        [Hit(d, round(float(s), 6), stored[d].text[a:b], stored[d].metadata) for d, s, a, b in row] for row in rows
-    ]
+    return [[Hit(d, round(float(s), 6), stored[d].text[a:b], stored[d].metadata) for d, s, a, b in row] for row in rows]

@@ -44,7 +44,12 @@ class Searcher:
         return self.search_many([query], k, where, **knobs)[0]
 
     def search_many(
-        self, queries: Sequence[str], k: int = 10, where: dict[str, Any] | None = None, *, progress: bool = False,
+        self,
+        queries: Sequence[str],
+        k: int = 10,
+        where: dict[str, Any] | None = None,
+        *,
+        progress: bool = False,
         **knobs: int,
     ) -> list[list[Hit]]:
         """:meth:`search` for many queries, encoded in batches."""

@@ -41,8 +41,19 @@ def test_build_and_eval_with_minilm(minilm, scifact_slice):
     built = runner.invoke(cli, ["index", "build", "sf", str(work / "corpus.jsonl"), "--home", home, "--quiet"])
     assert built.exit_code == 0, built.output
     result = runner.invoke(
-        cli, ["eval", "sf", "--queries", str(queries), "--qrels", str(work / "qrels.tsv"), "--home", home, "--json",
-              "--quiet"]
+        cli,
+        [
+            "eval",
+            "sf",
+            "--queries",
+            str(queries),
+            "--qrels",
+            str(work / "qrels.tsv"),
+            "--home",
+            home,
+            "--json",
+            "--quiet",
+        ],
     )
     assert result.exit_code == 0, result.output
     metrics = json.loads(result.stdout)

@@ -37,8 +37,10 @@ def test_search_knobs_reach_the_index_behind_the_id_map():
     _, narrow = factory.search(index, queries, 10, SearchKnobs(ef_search=10))
     _, wide = factory.search(index, queries, 10, SearchKnobs(ef_search=400))
     _, exact = exact_top_k(queries, np.arange(3000), data, 10)
+
     def recall(I):
         return np.mean([len(set(a) & set(b)) / 10 for a, b in zip(I, exact, strict=True)])
+
     assert recall(wide) > recall(narrow)
 
 

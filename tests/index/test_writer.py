@@ -9,11 +9,11 @@ import pytest
 
 from embedsearch import add_documents, build_index, delete_documents, index_info, list_indexes, load_index
 from embedsearch.data import Document
+from embedsearch.data.documents import document_from_record
 from embedsearch.encoders import get_encoder
 from embedsearch.errors import EncoderMismatchError, IndexExistsError, InvalidInputError, UnknownIndexError
 from embedsearch.index import ChunkingPolicy, StoredIndex
 from tests.conftest import ANIMALS
-from embedsearch.data.documents import document_from_record
 
 DOCS = [document_from_record(r) for r in ANIMALS]
 
@@ -129,3 +129,33 @@ def test_stored_vectors_are_the_encoders_normalised_vectors(home):
     _, vectors = index.docs.all_vectors()
     expected = get_encoder("fake").encode_text([DOCS[0].text, DOCS[1].text])
     np.testing.assert_allclose(vectors, expected, atol=1e-6)
+
+
+def test_where_matches_booleans_and_numbers_as_written(home):
+    docs = [Document("a", "alpha text", {"featured": True, "year": 2020}), Document("b", "beta text", {"year": 2021})]
+    build_index("meta", docs, "fake", home=home)
+    searcher = load_index("meta", home)
+    assert [h.id for h in searcher.search("text", k=5, where={"featured": "true"})] == ["a"]
+    assert [h.id for h in searcher.search("text", k=5, where={"year": "2021"})] == ["b"]
+
+
+def test_writing_to_an_unknown_index_leaves_no_folder(home):
+    with pytest.raises(UnknownIndexError):
+        add_documents("ghost", DOCS, home=home)
+    with pytest.raises(UnknownIndexError):
+        delete_documents("ghost", ["x"], home=home)
+    assert not (home / "ghost").exists()
+
+
+def test_a_failed_write_leaves_only_the_last_good_generation(home):
+    build_index("zoo", DOCS, "fake", home=home)
+    with pytest.raises(InvalidInputError, match="cannot be trained"):
+        build_index("zoo", DOCS, "fake", home=home, spec="IVF64,Flat", overwrite=True)
+    files = sorted(p.name for p in (home / "zoo").iterdir() if not p.name.startswith("."))
+    assert files == ["docs.1.sqlite", "manifest.json", "vectors.1.faiss"]
+    assert load_index("zoo", home).manifest["spec"] == "Flat"
+
+
+def test_memory_budget_too_small_for_a_small_collection_is_a_clear_error(home):
+    with pytest.raises(InvalidInputError, match="memory budget"):
+        build_index("tiny", DOCS, "fake", home=home, memory_budget=1000)
