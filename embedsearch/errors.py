@@ -24,6 +24,10 @@ class SourceError(InvalidInputError):
         self.problems = problems or []
 
 
+class DimensionMismatchError(InvalidInputError):
+    """A query vector whose length is not the index's dimension (HTTP 400)."""
+
+
 class NotFoundError(EmbedsearchError):
     """An index, document or encoder does not exist (HTTP 404)."""
 

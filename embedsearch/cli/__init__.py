@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from embedsearch.cli import demo_command, index_commands, search_commands  # noqa: F401 (they register commands)
+from embedsearch.cli import demo_command, index_commands, search_commands, serve_command  # noqa: F401
 from embedsearch.cli.main import cli, main
 
 __all__ = ["cli", "main"]

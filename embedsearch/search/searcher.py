@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from embedsearch.encoders import Encoder, get_encoder
-from embedsearch.errors import EncoderMismatchError, InvalidInputError
+from embedsearch.errors import DimensionMismatchError, EncoderMismatchError, InvalidInputError
 from embedsearch.index import StoredIndex
 from embedsearch.index.factory import SearchKnobs
 from embedsearch.search.hits import Hit, best_chunk_per_document, to_hits
@@ -58,6 +58,12 @@ class Searcher:
         vectors = self.encoder.encode_text(list(queries), progress=progress)
         return self.search_vectors(vectors, k, where, **knobs)
 
+    def search_images(
+        self, images: Sequence[Any], k: int = 10, where: dict[str, Any] | None = None, **knobs: int
+    ) -> list[list[Hit]]:
+        """Hits for each image (path or PIL image); :class:`UnsupportedModalityError` for a text-only encoder."""
+        return self.search_vectors(self.encoder.encode_image(list(images)), k, where, **knobs)
+
     def search_vectors(
         self, vectors: np.ndarray, k: int = 10, where: dict[str, Any] | None = None, **knobs: int
     ) -> list[list[Hit]]:
@@ -103,7 +109,7 @@ def _as_queries(vectors: Any, dim: int) -> np.ndarray:
     array = np.asarray(vectors, dtype=np.float32)
     array = array[None, :] if array.ndim == 1 else array
     if array.ndim != 2 or array.shape[1] != dim:
-        raise InvalidInputError(f"query vectors must have dimension {dim}, got shape {tuple(np.shape(vectors))}")
+        raise DimensionMismatchError(f"query vectors must have dimension {dim}, got shape {tuple(np.shape(vectors))}")
     if not np.isfinite(array).all():
         raise InvalidInputError("query vectors contain NaN or infinity")
     return np.ascontiguousarray(array)

@@ -1,0 +1,92 @@
+"""Request and response bodies of the HTTP API (they make up its OpenAPI schema)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+Scalar = str | int | float | bool
+
+
+class SearchRequest(BaseModel):
+    """Exactly one of ``query`` (text) or ``vector`` (already embedded, length = the index's dim)."""
+
+    model_config = ConfigDict(extra="forbid")
+    query: str | None = Field(None, min_length=1, examples=["how do plants make sugar"])
+    vector: list[float] | None = Field(None, min_length=1)
+    k: int = Field(10, ge=1, description="How many documents; more than the server's limit answers 413.")
+    where: dict[str, Scalar] | None = Field(None, description="Keep documents whose metadata has key == value.")
+    ef_search: int | None = Field(None, ge=1, le=10_000)
+    nprobe: int | None = Field(None, ge=1, le=65_536)
+
+    @model_validator(mode="after")
+    def _one_query(self) -> SearchRequest:
+        if (self.query is None) == (self.vector is None):
+            raise ValueError("give exactly one of 'query' or 'vector'")
+        if self.query is not None and not self.query.strip():
+            raise ValueError("'query' is blank")
+        return self
+
+
+class HitOut(BaseModel):
+    id: str
+    score: float
+    snippet: str
+    metadata: dict[str, Any]
+    url: str = Field(description="GET it for the document, or the image of an image index.")
+
+
+class SearchResponse(BaseModel):
+    index: str
+    hits: list[HitOut]
+    took_ms: float
+
+
+class DocumentsRequest(BaseModel):
+    """Documents shaped like JSONL source lines: ``_id`` (or ``id``), ``title``/``text``, other fields = metadata."""
+
+    documents: list[dict[str, Any]] = Field(min_length=1)
+
+
+class WriteResponse(BaseModel):
+    index: str
+    added: list[str] = []
+    updated: list[str] = []
+    unchanged: list[str] = []
+    deleted: list[str] = []
+    count: int
+    generation: int
+    took_ms: float
+
+
+class IndexSummary(BaseModel):
+    name: str
+    count: int
+    chunks: int
+    spec: str
+    metric: str
+    dim: int
+    encoder: str
+    towers: list[str] = Field(description="What the encoder embeds: 'text', 'image'.")
+    generation: int
+    created: str
+    updated: str
+
+
+class IndexDetail(IndexSummary):
+    manifest: dict[str, Any]
+
+
+class Health(BaseModel):
+    status: str
+    indexes: int
+
+
+class ErrorBody(BaseModel):
+    type: str
+    message: str
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorBody

@@ -1,0 +1,154 @@
+"""Every route and every error status, through TestClient with the lifespan running."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+GOLDEN_OPENAPI = Path(__file__).parent / "golden" / "openapi.json"
+
+
+def _png() -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGBA", (8, 8), (255, 0, 0, 128)).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def test_health_and_index_listing(client):
+    assert client.get("/health").json() == {"status": "ok", "indexes": 1}
+    [summary] = client.get("/indexes").json()
+    assert (summary["name"], summary["count"], summary["encoder"], summary["towers"]) == ("zoo", 5, "fake", ["text"])
+    detail = client.get("/indexes/zoo").json()
+    assert detail["manifest"]["encoder"]["fingerprint"] and detail["count"] == 5
+
+
+def test_text_search_returns_ranked_hits_with_urls(client):
+    response = client.post("/indexes/zoo/search", json={"query": "small domestic feline", "k": 3})
+    body = response.json()
+    assert response.status_code == 200 and body["index"] == "zoo" and body["took_ms"] >= 0
+    assert [h["id"] for h in body["hits"]][0] == "cat" and len(body["hits"]) == 3
+    scores = [h["score"] for h in body["hits"]]
+    assert scores == sorted(scores, reverse=True)
+    item = client.get(body["hits"][0]["url"].replace("http://testserver", ""))
+    assert item.json()["_id"] == "cat" and item.json()["metadata"] == {"kind": "pet"}
+
+
+def test_where_filter_and_vector_search(client):
+    hits = client.post("/indexes/zoo/search", json={"query": "eagle bird", "k": 2, "where": {"kind": "pet"}}).json()
+    assert [h["metadata"]["kind"] for h in hits["hits"]] == ["pet", "pet"]
+    text_hit = client.post("/indexes/zoo/search", json={"query": "shark teeth", "k": 1}).json()["hits"][0]
+    from embedsearch.encoders import get_encoder
+
+    vector = get_encoder("fake").encode_text(["shark teeth"])[0].tolist()
+    vector_hit = client.post("/indexes/zoo/search", json={"vector": vector, "k": 1}).json()["hits"][0]
+    assert vector_hit["id"] == text_hit["id"] == "shark"
+
+
+def test_upsert_then_delete_is_seen_by_the_next_search(client):
+    added = client.post("/indexes/zoo/documents", json={"documents": [{"_id": "owl", "text": "an owl hoots at night",
+                                                                        "kind": "wild"}]})
+    assert added.status_code == 200 and added.json()["added"] == ["owl"] and added.json()["count"] == 6
+    assert client.post("/indexes/zoo/search", json={"query": "owl hoots night", "k": 1}).json()["hits"][0]["id"] == "owl"
+    again = client.post("/indexes/zoo/documents", json={"documents": [{"_id": "owl", "text": "an owl hoots at night",
+                                                                        "kind": "wild"}]})
+    assert again.json()["unchanged"] == ["owl"]
+    deleted = client.delete("/indexes/zoo/documents/owl")
+    assert deleted.json()["deleted"] == ["owl"] and deleted.json()["count"] == 5
+    ids = [h["id"] for h in client.post("/indexes/zoo/search", json={"query": "owl hoots", "k": 10}).json()["hits"]]
+    assert "owl" not in ids
+
+
+def test_a_write_by_another_process_is_picked_up(client, zoo_home):
+    from embedsearch import add_documents
+    from embedsearch.data import Document
+
+    add_documents("zoo", [Document("cli-doc", "written by the command line")], home=zoo_home)
+    assert client.get("/indexes/zoo").json()["count"] == 6
+
+
+@pytest.mark.parametrize(
+    "method,path,kwargs,status,error_type",
+    [
+        ("post", "/indexes/nope/search", {"json": {"query": "x"}}, 404, "UnknownIndexError"),
+        ("get", "/indexes/nope", {}, 404, "UnknownIndexError"),
+        ("get", "/indexes/zoo/items/nope", {}, 404, "NotFoundError"),
+        ("delete", "/indexes/zoo/documents/nope", {}, 404, "NotFoundError"),
+        ("post", "/indexes/zoo/search", {"json": {"query": "x", "k": 100000}}, 413, "TooLargeError"),
+        ("post", "/indexes/zoo/search", {"json": {"vector": [0.5] * 7}}, 400, "DimensionMismatchError"),
+        ("post", "/indexes/zoo/search/image", {"files": {"image": ("a.png", _png(), "image/png")}}, 400,
+         "UnsupportedModalityError"),
+        ("post", "/indexes/zoo/search/image", {"files": {"image": ("a.txt", b"text", "text/plain")}}, 415,
+         "UnsupportedMediaError"),
+        ("post", "/indexes/zoo/documents", {"json": {"documents": [{"_id": "x", "text": ""}]}}, 422,
+         "InvalidInputError"),
+    ],
+)
+def test_errors_are_json_with_the_right_status(client, method, path, kwargs, status, error_type):
+    response = getattr(client, method)(path, **kwargs)
+    assert response.status_code == status
+    assert response.json()["error"]["type"] == error_type and response.json()["error"]["message"]
+
+
+@pytest.mark.parametrize(
+    "body", [{}, {"query": "x", "vector": [1.0]}, {"query": "   "}, {"query": "x", "k": 0}, {"query": "x", "zz": 1}]
+)
+def test_invalid_search_bodies_are_422(client, body):
+    assert client.post("/indexes/zoo/search", json=body).status_code == 422
+
+
+def test_oversized_body_and_image_are_413(make_client):
+    client = make_client(max_body_bytes=1000, max_image_bytes=100)
+    big = {"documents": [{"_id": "x", "text": "y" * 5000}]}
+    assert client.post("/indexes/zoo/documents", json=big).status_code == 413
+    image = client.post("/indexes/zoo/search/image", files={"image": ("a.png", b"\x89PNG" + b"0" * 500, "image/png")})
+    assert image.status_code == 413 and image.json()["error"]["type"] == "TooLargeError"
+
+
+def test_write_endpoints_need_the_token_when_one_is_set(make_client):
+    client = make_client(api_token="s3cret")
+    doc = {"documents": [{"_id": "owl", "text": "owl"}]}
+    assert client.post("/indexes/zoo/documents", json=doc).status_code == 401
+    wrong = client.post("/indexes/zoo/documents", json=doc, headers={"Authorization": "Bearer nope"})
+    assert wrong.status_code == 401 and wrong.headers["www-authenticate"] == "Bearer"
+    assert client.delete("/indexes/zoo/documents/cat").status_code == 401
+    ok = client.post("/indexes/zoo/documents", json=doc, headers={"Authorization": "Bearer s3cret"})
+    assert ok.status_code == 200
+    assert client.post("/indexes/zoo/search", json={"query": "owl"}).status_code == 200  # reads stay open
+
+
+def test_metrics_count_requests_and_report_index_sizes(client):
+    client.post("/indexes/zoo/search", json={"query": "cat"})
+    client.post("/indexes/nope/search", json={"query": "cat"})
+    text = client.get("/metrics").text
+    assert 'embedsearch_requests_total{method="POST",route="/indexes/{name}/search",status="200"} 1.0' in text
+    assert 'embedsearch_requests_total{method="POST",route="/indexes/{name}/search",status="404"} 1.0' in text
+    assert 'embedsearch_index_documents{index="zoo"} 5.0' in text
+    assert "embedsearch_request_seconds_bucket" in text
+
+
+def test_page_is_self_contained(client):
+    page = client.get("/")
+    assert page.status_code == 200 and "<form" in page.text
+    assert "http://" not in page.text and "https://" not in page.text  # no CDN or other network resource
+
+
+def test_serving_only_named_indexes(make_client, zoo_home):
+    from embedsearch import build_index
+    from embedsearch.data import Document
+
+    build_index("other", [Document("a", "alpha")], "fake", home=zoo_home)
+    client = make_client(names=("other",))
+    assert [i["name"] for i in client.get("/indexes").json()] == ["other"]
+    assert client.post("/indexes/zoo/search", json={"query": "cat"}).status_code == 404
+
+
+def test_openapi_schema_matches_the_saved_copy(client):
+    schema = client.get("/openapi.json").json()
+    if os.environ.get("EMBEDSEARCH_REGEN_GOLDEN"):
+        GOLDEN_OPENAPI.write_text(json.dumps(schema, indent=1, sort_keys=True) + "\n")
+    assert schema == json.loads(GOLDEN_OPENAPI.read_text())
