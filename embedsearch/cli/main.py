@@ -6,6 +6,7 @@ errors), every other :class:`EmbedsearchError` exits 1. ``--debug`` shows the tr
 
 from __future__ import annotations
 
+import logging
 import sys
 
 import click
@@ -44,6 +45,7 @@ def _report(err: EmbedsearchError) -> None:
 @click.version_option(__version__, prog_name="embedsearch")
 def cli(debug: bool) -> None:
     """Semantic search over your own documents: build FAISS indexes, search them, evaluate them."""
+    logging.basicConfig(format="%(message)s", level=logging.DEBUG if debug else logging.WARNING)
 
 
 def main() -> None:

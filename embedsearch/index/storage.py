@@ -16,9 +16,9 @@ generations and files of crashed writers are removed by the next writer.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -29,6 +29,7 @@ from filelock import FileLock, Timeout
 
 from embedsearch.errors import CorruptIndexError, IndexLockedError, InvalidInputError, UnknownIndexError
 
+log = logging.getLogger("embedsearch")
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 HOME_VARIABLE = "EMBEDSEARCH_HOME"
@@ -88,7 +89,7 @@ def write_lock(directory: Path, timeout: float) -> Iterator[None]:
     try:
         lock.acquire(timeout=0)
     except Timeout:
-        print(f"index {directory.name!r} is being written by another process; waiting...", file=sys.stderr)
+        log.warning("index %r is being written by another process; waiting up to %gs", directory.name, timeout)
         try:
             lock.acquire(timeout=timeout)
         except Timeout:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -36,9 +37,11 @@ class StoredIndex:
             manifest = read_manifest(directory)
             try:
                 return cls._open_generation(directory, manifest)
-            except FileNotFoundError:
-                continue  # a writer moved on two generations while we read: read the new manifest
-        raise CorruptIndexError(f"index {name!r}: files named by its manifest are missing in {directory}")
+            except (FileNotFoundError, sqlite3.OperationalError, CorruptIndexError):
+                if read_manifest(directory)["generation"] == manifest["generation"]:
+                    raise
+                # writers moved on two generations while we read and removed these files: read the new manifest
+        raise CorruptIndexError(f"index {name!r}: files named by its manifest keep disappearing in {directory}")
 
     @classmethod
     def _open_generation(cls, directory: Path, manifest: dict[str, Any]) -> StoredIndex:

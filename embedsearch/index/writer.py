@@ -135,6 +135,9 @@ def add_documents(
             report.unchanged = [d.id for d in documents if stored.get(d.id) == d.content_hash()]
             report.updated = [d.id for d in fresh if d.id in stored]
             report.added = [d.id for d in fresh if d.id not in stored]
+            if not fresh:
+                writer.discard()
+                return report  # nothing changed: no new generation
             index = writer.load_vectors()
             removed = np.array(writer.store.delete_documents(report.updated), dtype=np.int64)
             chunks, vectors = _encode(fresh, encoder, _policy(manifest), progress, report)
@@ -182,8 +185,12 @@ class _GenerationWriter:
     def __exit__(self, error_type, error, traceback) -> None:
         """On an error, close and remove this generation's files: the manifest still names the old ones."""
         if error_type is not None:
-            self.store.close()
-            remove_stale_files(self.directory, keep={self.generation - 1, self.generation - 2})
+            self.discard()
+
+    def discard(self) -> None:
+        """Close and remove this generation's files: the manifest still names the previous ones."""
+        self.store.close()
+        remove_stale_files(self.directory, keep={self.generation - 1, self.generation - 2})
 
     @classmethod
     def next_of(cls, directory: Path, manifest: dict[str, Any]) -> _GenerationWriter:

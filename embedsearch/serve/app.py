@@ -32,12 +32,22 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
         yield
         await hub.close()
 
-    app = FastAPI(title="embedsearch", version=__version__, lifespan=lifespan,
-                  description="Semantic search over the indexes of an embedsearch home folder.")
+    app = FastAPI(
+        title="embedsearch",
+        version=__version__,
+        lifespan=lifespan,
+        description="Semantic search over the indexes of an embedsearch home folder.",
+    )
     app.state.metrics = metrics
     app.include_router(router)
-    app.add_api_route("/metrics", _metrics_endpoint, methods=["GET"], tags=["service"],
-                      response_class=Response, summary="Prometheus metrics")
+    app.add_api_route(
+        "/metrics",
+        _metrics_endpoint,
+        methods=["GET"],
+        tags=["service"],
+        response_class=Response,
+        summary="Prometheus metrics",
+    )
     app.add_api_route("/", _page, methods=["GET"], include_in_schema=False)
     install_error_handlers(app)
     app.add_middleware(MetricsMiddleware, metrics=metrics)

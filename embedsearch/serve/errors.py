@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from embedsearch.errors import (
     CorruptIndexError,
@@ -54,8 +56,26 @@ def error_response(error: EmbedsearchError) -> JSONResponse:
     return JSONResponse(body, status_code=status_of(error), headers=headers)
 
 
+def validation_response(error: RequestValidationError) -> JSONResponse:
+    """FastAPI's body/parameter validation errors in the same shape as every other error (422)."""
+    problems = "; ".join(
+        f"{'.'.join(str(p) for p in problem.get('loc', ()))}: {problem.get('msg', 'invalid')}"
+        for problem in error.errors()
+    )
+    return JSONResponse({"error": {"type": "ValidationError", "message": problems}}, status_code=422)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     async def handle(request: Request, error: EmbedsearchError) -> JSONResponse:
         return error_response(error)
 
+    async def handle_validation(request: Request, error: RequestValidationError) -> JSONResponse:
+        return validation_response(error)
+
+    async def handle_http(request: Request, error: StarletteHTTPException) -> JSONResponse:
+        body = {"error": {"type": "HTTPError", "message": str(error.detail)}}
+        return JSONResponse(body, status_code=error.status_code, headers=getattr(error, "headers", None))
+
     app.add_exception_handler(EmbedsearchError, handle)
+    app.add_exception_handler(RequestValidationError, handle_validation)
+    app.add_exception_handler(StarletteHTTPException, handle_http)

@@ -19,7 +19,10 @@ class Metrics:
             "embedsearch_requests", "HTTP requests", ["method", "route", "status"], registry=self.registry
         )
         self.latency = Histogram(
-            "embedsearch_request_seconds", "Request latency", ["route"], buckets=LATENCY_BUCKETS,
+            "embedsearch_request_seconds",
+            "Request latency",
+            ["route"],
+            buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
         self.documents = Gauge("embedsearch_index_documents", "Documents per index", ["index"], registry=self.registry)

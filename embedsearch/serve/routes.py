@@ -116,8 +116,13 @@ def get_item(name: str, item_id: str, hub: Hub) -> Response:
     return JSONResponse({"_id": document.id, "text": document.text, "metadata": document.metadata})
 
 
-@router.post("/indexes/{name}/documents", response_model=WriteResponse, tags=["documents"],
-             dependencies=[Depends(require_token)], responses={401: {"model": ErrorResponse}})
+@router.post(
+    "/indexes/{name}/documents",
+    response_model=WriteResponse,
+    tags=["documents"],
+    dependencies=[Depends(require_token)],
+    responses={401: {"model": ErrorResponse}},
+)
 async def upsert_documents(name: str, body: DocumentsRequest, hub: Hub) -> WriteResponse:
     """Add documents, replacing those whose id exists (upsert). Searches keep being answered meanwhile."""
     documents = [_document(i, record) for i, record in enumerate(body.documents)]
@@ -126,8 +131,13 @@ async def upsert_documents(name: str, body: DocumentsRequest, hub: Hub) -> Write
     return _write_response(name, report, start)
 
 
-@router.delete("/indexes/{name}/documents/{doc_id:path}", response_model=WriteResponse, tags=["documents"],
-               dependencies=[Depends(require_token)], responses={401: {"model": ErrorResponse}})
+@router.delete(
+    "/indexes/{name}/documents/{doc_id:path}",
+    response_model=WriteResponse,
+    tags=["documents"],
+    dependencies=[Depends(require_token)],
+    responses={401: {"model": ErrorResponse}},
+)
 async def delete_document(name: str, doc_id: str, hub: Hub) -> WriteResponse:
     start = time.perf_counter()
     report = await hub.write(name, lambda: delete_documents(name, [doc_id], home=hub.settings.home))
@@ -169,8 +179,13 @@ def _response(name: str, hits: list[Hit], request: Request, start: float) -> Sea
 
 def _write_response(name: str, report, start: float) -> WriteResponse:
     return WriteResponse(
-        index=name, added=report.added, updated=report.updated, unchanged=report.unchanged,
-        deleted=report.deleted, count=report.manifest["count"], generation=report.manifest["generation"],
+        index=name,
+        added=report.added,
+        updated=report.updated,
+        unchanged=report.unchanged,
+        deleted=report.deleted,
+        count=report.manifest["count"],
+        generation=report.manifest["generation"],
         took_ms=round((time.perf_counter() - start) * 1000, 3),
     )
 
@@ -182,4 +197,3 @@ def _summary(manifest: dict[str, Any]) -> IndexSummary:
         encoder=manifest["encoder"]["name"],
         towers=manifest["encoder"]["modalities"],
     )
-

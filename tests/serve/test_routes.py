@@ -50,12 +50,16 @@ def test_where_filter_and_vector_search(client):
 
 
 def test_upsert_then_delete_is_seen_by_the_next_search(client):
-    added = client.post("/indexes/zoo/documents", json={"documents": [{"_id": "owl", "text": "an owl hoots at night",
-                                                                        "kind": "wild"}]})
+    added = client.post(
+        "/indexes/zoo/documents", json={"documents": [{"_id": "owl", "text": "an owl hoots at night", "kind": "wild"}]}
+    )
     assert added.status_code == 200 and added.json()["added"] == ["owl"] and added.json()["count"] == 6
-    assert client.post("/indexes/zoo/search", json={"query": "owl hoots night", "k": 1}).json()["hits"][0]["id"] == "owl"
-    again = client.post("/indexes/zoo/documents", json={"documents": [{"_id": "owl", "text": "an owl hoots at night",
-                                                                        "kind": "wild"}]})
+    assert (
+        client.post("/indexes/zoo/search", json={"query": "owl hoots night", "k": 1}).json()["hits"][0]["id"] == "owl"
+    )
+    again = client.post(
+        "/indexes/zoo/documents", json={"documents": [{"_id": "owl", "text": "an owl hoots at night", "kind": "wild"}]}
+    )
     assert again.json()["unchanged"] == ["owl"]
     deleted = client.delete("/indexes/zoo/documents/owl")
     assert deleted.json()["deleted"] == ["owl"] and deleted.json()["count"] == 5
@@ -80,12 +84,27 @@ def test_a_write_by_another_process_is_picked_up(client, zoo_home):
         ("delete", "/indexes/zoo/documents/nope", {}, 404, "NotFoundError"),
         ("post", "/indexes/zoo/search", {"json": {"query": "x", "k": 100000}}, 413, "TooLargeError"),
         ("post", "/indexes/zoo/search", {"json": {"vector": [0.5] * 7}}, 400, "DimensionMismatchError"),
-        ("post", "/indexes/zoo/search/image", {"files": {"image": ("a.png", _png(), "image/png")}}, 400,
-         "UnsupportedModalityError"),
-        ("post", "/indexes/zoo/search/image", {"files": {"image": ("a.txt", b"text", "text/plain")}}, 415,
-         "UnsupportedMediaError"),
-        ("post", "/indexes/zoo/documents", {"json": {"documents": [{"_id": "x", "text": ""}]}}, 422,
-         "InvalidInputError"),
+        (
+            "post",
+            "/indexes/zoo/search/image",
+            {"files": {"image": ("a.png", _png(), "image/png")}},
+            400,
+            "UnsupportedModalityError",
+        ),
+        (
+            "post",
+            "/indexes/zoo/search/image",
+            {"files": {"image": ("a.txt", b"text", "text/plain")}},
+            415,
+            "UnsupportedMediaError",
+        ),
+        (
+            "post",
+            "/indexes/zoo/documents",
+            {"json": {"documents": [{"_id": "x", "text": ""}]}},
+            422,
+            "InvalidInputError",
+        ),
     ],
 )
 def test_errors_are_json_with_the_right_status(client, method, path, kwargs, status, error_type):

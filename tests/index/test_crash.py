@@ -1,0 +1,372 @@
+"""A writer killed at any moment leaves the old index or the new one, never a mix; two writers take turns.
+
+The real CLI runs in a subprocess (``--encoder fake``, slowed down per encoder batch and per stored document so
+that it spends its time writing) and is SIGKILLed at seeded random moments across its whole life, and also at
+each step of its commit (the child kills itself there: see ``CHILD``). After each kill the index must load and
+hold exactly the old documents or exactly the new ones, with manifest, document store and faiss file of one
+generation; the next writer must succeed and remove what the killed one left behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import faiss
+import numpy as np
+import pytest
+from filelock import FileLock
+
+import embedsearch
+from embedsearch.data import read_documents
+from embedsearch.errors import UnknownIndexError
+from embedsearch.index import ChunkingPolicy, add_documents, build_index
+from embedsearch.index.storage import MANIFEST, generation_paths, index_directory, read_manifest
+from tests.conftest import REPO
+
+SEED = 1729
+TRIALS = 6  # random kills per operation
+SLOW = {"batch_delay": 0.005, "store_delay": 0.002}  # seconds per encoder batch and per stored document
+SPEC = "Flat"
+OVERLAP = 4  # the fake encoder's chunks are 12 tokens
+WRITE_OPTIONS = ["--quiet", "--lock-timeout", "30"]
+ENCODE_OPTIONS = ["--encoder", "fake", "--spec", SPEC, "--chunk-overlap", str(OVERLAP)]
+BUILD_OPTIONS = [*ENCODE_OPTIONS, *WRITE_OPTIONS]
+VOCABULARY = [f"w{i}" for i in range(400)]
+
+Docs = dict[str, str]  # id -> text: the content an index must hold
+
+# The child: the CLI, optionally slowed down while it writes the document store (SLOW_STORE: seconds per
+# document) and killed by itself around the first call of a function whose arguments mention a needle
+# (CRASH_AT: "module:attribute|before or after|needle").
+CHILD = """
+import importlib, os, signal, time
+def around(target, action, when, needle=""):
+    module, _, path = target.partition(":")
+    owner = importlib.import_module(module)
+    *parents, name = path.split(".")
+    for parent in parents:
+        owner = getattr(owner, parent)
+    original = getattr(owner, name)
+    def wrapped(*args, **kwargs):
+        hit = not needle or needle in " ".join(map(str, args))
+        if hit and when == "before":
+            action()
+        result = original(*args, **kwargs)
+        if hit and when == "after":
+            action()
+        return result
+    setattr(owner, name, wrapped)
+if os.environ.get("SLOW_STORE"):
+    pause = float(os.environ["SLOW_STORE"])
+    around("embedsearch.index.docstore:DocStore.put_document", lambda: time.sleep(pause), "before")
+if os.environ.get("CRASH_AT"):
+    target, when, needle = os.environ["CRASH_AT"].split("|")
+    around(target, lambda: os.kill(os.getpid(), signal.SIGKILL), when, needle)
+from embedsearch.cli import main
+main()
+"""
+
+# name: (target, when, needle, whether the new state is committed by then)
+CRASH_POINTS = {
+    "store-not-committed": ("embedsearch.index.docstore:DocStore.commit", "before", "", False),
+    "faiss-tmp-written": ("faiss:write_index", "after", ".faiss.tmp", False),
+    "faiss-in-place": ("shutil:move", "after", ".faiss", False),
+    "manifest-tmp-written": ("os:replace", "before", MANIFEST, False),
+    "manifest-replaced": ("os:replace", "after", MANIFEST, True),
+}
+
+
+# ---- corpora -------------------------------------------------------------------------------------------------
+
+
+def write_corpus(path: Path, ids: list[str], version: str) -> Docs:
+    """Write a JSONL corpus of 16-word texts (two chunks each) determined by id and version; returns it."""
+    docs = {doc_id: " ".join(random.Random(f"{doc_id}:{version}").choices(VOCABULARY, k=16)) for doc_id in ids}
+    path.write_text("".join(json.dumps({"_id": i, "text": t}) + "\n" for i, t in docs.items()), encoding="utf-8")
+    return docs
+
+
+def doc_ids(prefix: str, n: int) -> list[str]:
+    return [f"{prefix}{i:04d}" for i in range(n)]
+
+
+# ---- the child process ----------------------------------------------------------------------------------------
+
+
+def start_cli(
+    args: list[str], cwd: Path, *, batch_delay: float = 0.0, store_delay: float = 0.0, crash_at: str = ""
+) -> subprocess.Popen:
+    env = {
+        **os.environ,
+        "EMBEDSEARCH_PLUGINS": "tests.fake_encoder",
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+        "FAKE_ENCODER_DELAY": str(batch_delay),
+        "SLOW_STORE": str(store_delay or ""),
+        "CRASH_AT": crash_at,
+    }
+    return subprocess.Popen(
+        [sys.executable, "-c", CHILD, *args],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def run_cli(args: list[str], cwd: Path, **kwargs) -> tuple[int, str, float]:
+    """Run the CLI to its end: ``(exit code, stderr, seconds)``."""
+    start = time.perf_counter()
+    child = start_cli(args, cwd, **kwargs)
+    _, stderr = child.communicate(timeout=120)
+    return child.returncode, stderr, time.perf_counter() - start
+
+
+def kill_after(child: subprocess.Popen, seconds: float) -> bool:
+    """SIGKILL ``child`` after ``seconds`` unless it ends first; returns whether it ended on its own."""
+    try:
+        child.wait(timeout=seconds)
+    except subprocess.TimeoutExpired:
+        child.send_signal(signal.SIGKILL)
+    _, stderr = child.communicate(timeout=60)
+    if child.returncode not in (0, -signal.SIGKILL):
+        pytest.fail(f"the writer failed by itself (exit {child.returncode}):\n{stderr}")
+    return child.returncode == 0
+
+
+def kill_delays(rng: random.Random, lifetime: float) -> list[float]:
+    """``TRIALS`` delays spread over [0, 1.1 * lifetime] (one per equal slice, so late moments are drawn too)."""
+    width = 1.1 * lifetime / TRIALS
+    return [(i + rng.random()) * width for i in range(TRIALS)]
+
+
+# ---- what is on disk ------------------------------------------------------------------------------------------
+
+
+def read_state(name: str, home: Path) -> Docs | None:
+    """The documents of index ``name`` (``None`` if it does not exist), after checking that its manifest,
+    document store and faiss file are of one generation and that search works."""
+    try:
+        searcher = embedsearch.load_index(name, home)
+    except UnknownIndexError:
+        return None
+    index = searcher.index
+    try:
+        ids = index.docs.ids()
+        docs = {i: d.text for i, d in index.docs.documents(ids).items()}
+        chunk_ids, vectors = index.docs.all_vectors()
+        assert index.manifest["count"] == len(ids)
+        assert index.manifest["chunks"] == len(chunk_ids) == index.vectors.ntotal
+        assert {owner[0] for owner in index.docs.chunk_owners(chunk_ids.tolist()).values()} == set(ids)
+        assert sorted(faiss.vector_to_array(index.vectors.id_map).tolist()) == chunk_ids.tolist()
+        np.testing.assert_allclose(index.vectors.reconstruct_batch(chunk_ids), vectors, atol=1e-6)
+        assert searcher.search(docs[ids[0]], k=3)[0].id in docs
+    finally:
+        index.close()
+    return docs
+
+
+def assert_old_or_new(state: Docs | None, old: Docs | None, new: Docs, what: str) -> bool:
+    """Fails unless ``state`` is exactly ``old`` or ``new``; returns whether it is ``new``."""
+    if state == new or state == old:
+        return state == new
+    if state is None:
+        pytest.fail(f"{what}: the index vanished")
+    mixed = [i for i in state if state[i] != (old or {}).get(i) and state[i] != new.get(i)]
+    pytest.fail(
+        f"{what}: the index holds neither the old nor the new documents: {len(state)} documents "
+        f"(old {len(old or {})}, new {len(new)}), {len(mixed)} with a text of neither, e.g. {mixed[:3]}"
+    )
+
+
+def assert_tidy(directory: Path) -> None:
+    """Only the manifest, the lock and the files of the current and the previous generation are left."""
+    generation = read_manifest(directory)["generation"]
+    current = {p.name for p in generation_paths(directory, generation)}
+    kept = current | {p.name for p in generation_paths(directory, generation - 1)} | {MANIFEST, ".lock"}
+    names = set(os.listdir(directory))
+    assert current <= names
+    assert names <= kept, f"left behind in {directory}: {sorted(names - kept)}"
+
+
+def files_of(directory: Path) -> dict[str, int]:
+    return {p.name: p.stat().st_mtime_ns for p in directory.iterdir()}
+
+
+# ---- writing in this process: setting up and finishing what a killed child began ------------------------------
+
+
+def build_here(name: str, corpus: Path, home: Path) -> None:
+    documents = read_documents([corpus]).documents
+    chunking = ChunkingPolicy(overlap=OVERLAP)
+    build_index(name, documents, "fake", spec=SPEC, home=home, overwrite=True, chunking=chunking)
+
+
+def add_here(name: str, corpus: Path, home: Path) -> None:
+    add_documents(name, read_documents([corpus]).documents, home=home)
+
+
+# ---- random kills --------------------------------------------------------------------------------------------
+
+
+def test_build_of_a_new_index_killed_at_random_leaves_no_index_or_all_of_it(tmp_path: Path) -> None:
+    home = tmp_path / "indexes"
+    corpus = tmp_path / "corpus.jsonl"
+    new = write_corpus(corpus, doc_ids("d", 240), "v1")
+    code, stderr, lifetime = run_cli(
+        ["index", "build", "probe", str(corpus), "--home", str(home), *BUILD_OPTIONS], tmp_path, **SLOW
+    )
+    assert code == 0, stderr
+    assert read_state("probe", home) == new
+    for trial, delay in enumerate(kill_delays(random.Random(SEED), lifetime)):
+        name = f"new{trial}"
+        child = start_cli(["index", "build", name, str(corpus), "--home", str(home), *BUILD_OPTIONS], tmp_path, **SLOW)
+        kill_after(child, delay)
+        assert_old_or_new(read_state(name, home), None, new, f"build killed after {delay:.2f}s")
+        build_here(name, corpus, home)  # a new build of the same name succeeds over the leftovers
+        assert read_state(name, home) == new
+        assert_tidy(index_directory(name, home))
+
+
+def test_build_overwrite_killed_at_random_leaves_the_old_or_the_new_index(tmp_path: Path) -> None:
+    home = tmp_path / "indexes"
+    corpora = [tmp_path / "a.jsonl", tmp_path / "b.jsonl"]
+    contents = [write_corpus(corpora[0], doc_ids("a", 240), "v1"), write_corpus(corpora[1], doc_ids("b", 200), "v1")]
+    build_here("t", corpora[0], home)
+
+    def overwrite(corpus: Path) -> subprocess.Popen:
+        args = ["index", "build", "t", str(corpus), "--overwrite", "--home", str(home), *BUILD_OPTIONS]
+        return start_cli(args, tmp_path, **SLOW)
+
+    start = time.perf_counter()
+    assert kill_after(overwrite(corpora[1]), 120)
+    lifetime = time.perf_counter() - start
+    assert read_state("t", home) == contents[1]
+    for trial, delay in enumerate(kill_delays(random.Random(SEED + 1), lifetime)):
+        old, new = contents[(trial + 1) % 2], contents[trial % 2]
+        kill_after(overwrite(corpora[trial % 2]), delay)
+        assert_old_or_new(read_state("t", home), old, new, f"build --overwrite killed after {delay:.2f}s")
+        build_here("t", corpora[trial % 2], home)
+        assert read_state("t", home) == new
+        assert_tidy(index_directory("t", home))
+
+
+def test_add_killed_at_random_leaves_the_old_or_the_new_documents(tmp_path: Path) -> None:
+    home = tmp_path / "indexes"
+    current = write_corpus(tmp_path / "base.jsonl", doc_ids("d", 240), "v0")
+    build_here("t", tmp_path / "base.jsonl", home)
+    rng = random.Random(SEED + 2)
+
+    def changes(trial: int, current: Docs) -> tuple[Path, Docs]:
+        """A file of 60 changed and 60 new documents, and the index's content once it is added."""
+        path = tmp_path / f"changes{trial}.jsonl"
+        ids = sorted(rng.sample(sorted(current), 60)) + doc_ids(f"n{trial}-", 60)
+        return path, {**current, **write_corpus(path, ids, f"v{trial}")}
+
+    def add(path: Path) -> subprocess.Popen:
+        return start_cli(["index", "add", "t", str(path), "--home", str(home), *WRITE_OPTIONS], tmp_path, **SLOW)
+
+    path, current = changes(0, current)
+    start = time.perf_counter()
+    assert kill_after(add(path), 120)
+    lifetime = time.perf_counter() - start
+    assert read_state("t", home) == current
+    for trial, delay in enumerate(kill_delays(rng, lifetime), start=1):
+        path, new = changes(trial, current)
+        kill_after(add(path), delay)
+        assert_old_or_new(read_state("t", home), current, new, f"add killed after {delay:.2f}s")
+        add_here("t", path, home)  # the next writer succeeds over the leftovers
+        assert read_state("t", home) == new
+        assert_tidy(index_directory("t", home))
+        current = new
+
+
+# ---- kills at each step of the commit -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("operation", ["build", "overwrite", "add"])
+@pytest.mark.parametrize("point", list(CRASH_POINTS))
+def test_writer_killed_during_its_commit_leaves_the_old_or_the_new_index(
+    tmp_path: Path, operation: str, point: str
+) -> None:
+    home = tmp_path / "indexes"
+    old = write_corpus(tmp_path / "old.jsonl", doc_ids("d", 20), "v0")
+    incoming = write_corpus(tmp_path / "incoming.jsonl", doc_ids("d", 30)[10:], "v1")
+    if operation == "build":
+        old = None
+    else:
+        build_here("t", tmp_path / "old.jsonl", home)
+    new = {**old, **incoming} if operation == "add" else incoming
+    args = {
+        "build": ["index", "build", "t", "incoming.jsonl", *BUILD_OPTIONS],
+        "overwrite": ["index", "build", "t", "incoming.jsonl", "--overwrite", *BUILD_OPTIONS],
+        "add": ["index", "add", "t", "incoming.jsonl", *WRITE_OPTIONS],
+    }[operation]
+    target, when, needle, committed = CRASH_POINTS[point]
+    code, stderr, _ = run_cli([*args, "--home", str(home)], tmp_path, crash_at=f"{target}|{when}|{needle}")
+    assert code == -signal.SIGKILL, f"the crash point was not reached (exit {code}):\n{stderr}"
+    assert read_state("t", home) == (new if committed else old)
+    if operation == "add":
+        add_here("t", tmp_path / "incoming.jsonl", home)
+    else:
+        build_here("t", tmp_path / "incoming.jsonl", home)
+    assert read_state("t", home) == new
+    assert_tidy(index_directory("t", home))
+
+
+# ---- two writers at once ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("command", ["add", "build"])
+def test_second_writer_fails_with_one_line_after_its_lock_timeout(tmp_path: Path, command: str) -> None:
+    home = tmp_path / "indexes"
+    old = write_corpus(tmp_path / "old.jsonl", doc_ids("d", 20), "v0")
+    write_corpus(tmp_path / "changes.jsonl", doc_ids("d", 30)[10:], "v1")
+    build_here("t", tmp_path / "old.jsonl", home)
+    directory = index_directory("t", home)
+    before = files_of(directory)
+    args = {
+        "add": ["index", "add", "t", "changes.jsonl", "--quiet"],
+        "build": ["index", "build", "t", "changes.jsonl", "--overwrite", *ENCODE_OPTIONS, "--quiet"],
+    }[command]
+    with FileLock(str(directory / ".lock")):
+        code, stderr, seconds = run_cli([*args, "--home", str(home), "--lock-timeout", "1"], tmp_path)
+    assert code == 1, stderr
+    assert "Traceback" not in stderr
+    lines = stderr.strip().splitlines()  # a notice that it waits, then the error
+    assert len(lines) <= 2 and lines[-1].startswith("Error: "), stderr
+    assert "being written by another process" in lines[-1]
+    assert seconds >= 1.0
+    assert files_of(directory) == before
+    assert read_state("t", home) == old
+
+
+def test_second_writer_waits_for_the_first_and_loses_no_update(tmp_path: Path) -> None:
+    home = tmp_path / "indexes"
+    base = write_corpus(tmp_path / "base.jsonl", doc_ids("d", 40), "v0")
+    first = write_corpus(tmp_path / "first.jsonl", doc_ids("d", 60)[20:], "v1")  # 20 changed, 20 new
+    second = write_corpus(tmp_path / "second.jsonl", doc_ids("d", 50)[30:], "v2")  # overlaps both
+    build_here("t", tmp_path / "base.jsonl", home)
+    directory = index_directory("t", home)
+    slow = start_cli(
+        ["index", "add", "t", "first.jsonl", "--home", str(home), *WRITE_OPTIONS], tmp_path, batch_delay=0.15
+    )
+    deadline = time.monotonic() + 30
+    while not generation_paths(directory, 2)[0].exists():  # the first writer holds the lock once it exists
+        assert slow.poll() is None and time.monotonic() < deadline, "the first writer never started writing"
+        time.sleep(0.01)
+    code, stderr, _ = run_cli(["index", "add", "t", "second.jsonl", "--home", str(home), *WRITE_OPTIONS], tmp_path)
+    assert slow.wait(timeout=60) == 0, slow.communicate()[1]
+    slow.communicate()
+    assert code == 0, stderr
+    assert "being written by another process; waiting" in stderr
+    assert read_state("t", home) == {**base, **first, **second}
+    assert read_manifest(directory)["generation"] == 3
+    assert_tidy(directory)

@@ -1,0 +1,123 @@
+"""The web page in a real browser: headless Chromium (Debian's), driven by Playwright, against a real server."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from PIL import Image
+
+from embedsearch import build_index
+from embedsearch.data import Document
+
+REPO = Path(__file__).resolve().parents[2]
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture
+def server(home):
+    """``embedsearch serve`` in a subprocess on a free loopback port, with the fake encoders as a plugin."""
+    build_index(
+        "shapes",
+        [Document(c, f"a {c} shape", {"colour": c}) for c in ("red", "green", "blue", "yellow")],
+        "fake-clip",
+        home=home,
+    )
+    port = _free_port()
+    env = {**os.environ, "EMBEDSEARCH_PLUGINS": "tests.fake_encoder", "PYTHONPATH": str(REPO)}
+    command = [
+        sys.executable,
+        "-c",
+        "from embedsearch.cli import main; main()",
+        "serve",
+        "--home",
+        str(home),
+        "--port",
+        str(port),
+    ]
+    process = subprocess.Popen(command, env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_until_up(url, process)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wait_until_up(url: str, process: subprocess.Popen) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited: {process.stdout.read().decode()[-2000:]}")
+        try:
+            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    raise RuntimeError("server did not start within 60 s")
+
+
+@pytest.fixture
+def page():
+    if CHROMIUM is None:
+        if os.environ.get("CI"):
+            pytest.fail("chromium is not installed: .ci/run installs Debian's chromium package")
+        pytest.skip("chromium not installed (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser.new_page()
+        browser.close()
+
+
+def test_text_search_and_image_upload_in_the_page(server, page, tmp_path):
+    page.goto(server + "/")
+    page.wait_for_selector("#index option[value=shapes]", state="attached")
+    page.select_option("#index", "shapes")
+    page.fill("#query", "blue")
+    page.click("#go")
+    page.wait_for_selector("li.hit")
+    assert page.inner_text("li.hit >> nth=0 >> .id") == "blue"
+    assert float(page.inner_text("li.hit >> nth=0 >> .score")) > 0.5
+    assert "hits in" in page.inner_text("#status")
+
+    picture = tmp_path / "red.png"
+    Image.new("RGB", (32, 32), (250, 10, 10)).save(picture)
+    page.set_input_files("#file", str(picture))
+    page.wait_for_function(
+        "document.querySelector('#status').textContent.includes('hits in') "
+        "&& document.querySelector('li.hit .id').textContent === 'red'"
+    )
+    page.screenshot(path=str(tmp_path / "page.png"))
+
+
+def test_errors_are_shown_in_the_page(server, page):
+    page.goto(server + "/")
+    page.wait_for_selector("#index option[value=shapes]", state="attached")
+    page.set_input_files("#file", files=[{"name": "notes.txt", "mimeType": "text/plain", "buffer": b"not an image"}])
+    page.wait_for_selector("#status.error")
+    assert page.inner_text("#status").startswith("415")
