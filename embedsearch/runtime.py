@@ -25,13 +25,12 @@ def batch_threads() -> int:
 
 
 def use_threads(count: int) -> None:
-    """Set torch's intra-op and faiss's OpenMP thread counts (only for libraries already imported)."""
-    import sys
+    """Set torch's intra-op and faiss's OpenMP thread counts for this process (importing them if needed)."""
+    import faiss
+    import torch
 
-    if "torch" in sys.modules:
-        sys.modules["torch"].set_num_threads(count)
-    if "faiss" in sys.modules:
-        sys.modules["faiss"].omp_set_num_threads(count)
+    torch.set_num_threads(count)
+    faiss.omp_set_num_threads(count)
 
 
 def use_batch_threads() -> None:
