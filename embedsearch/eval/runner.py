@@ -7,7 +7,7 @@ from pathlib import Path
 
 from embedsearch.data import read_qrels, read_queries
 from embedsearch.errors import InvalidInputError
-from embedsearch.eval.metrics import evaluate_run
+from embedsearch.metrics import evaluate_run
 from embedsearch.search import Searcher
 
 

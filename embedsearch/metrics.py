@@ -1,4 +1,7 @@
-"""Retrieval metrics from pytrec_eval (the trec_eval code BEIR uses): pure, runs and qrels in, numbers out."""
+"""Retrieval metrics from pytrec_eval (the trec_eval code BEIR uses): pure, runs and qrels in, numbers out.
+
+Outside the stages (like ``errors``) so that both ``eval`` and ``train`` (its dev evaluation) use it.
+"""
 
 from __future__ import annotations
 
