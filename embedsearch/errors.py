@@ -62,3 +62,12 @@ class CorruptIndexError(EmbedsearchError):
 
 class TooLargeError(InvalidInputError):
     """A request exceeds a configured limit (k, body, image size) (HTTP 413)."""
+
+
+class OutputExistsError(EmbedsearchError):
+    """A command would replace an existing output (a trained model directory, a negatives file) without
+    ``overwrite`` (HTTP 409, CLI exit 1)."""
+
+
+class TrainingError(EmbedsearchError):
+    """Training cannot go on: a non-finite loss, or a checkpoint that does not belong to this run."""

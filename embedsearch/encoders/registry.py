@@ -16,7 +16,7 @@ from importlib.metadata import entry_points
 from pathlib import Path
 
 from embedsearch.encoders.base import Encoder
-from embedsearch.errors import UnknownEncoderError
+from embedsearch.errors import EmbedsearchError, UnknownEncoderError
 
 EncoderFactory = Callable[[], Encoder]
 DirectoryLoader = Callable[[Path], "Encoder | None"]
@@ -78,7 +78,10 @@ def _load_plugins() -> None:
         return
     _plugins_loaded = True
     for module in filter(None, (m.strip() for m in os.environ.get("EMBEDSEARCH_PLUGINS", "").split(","))):
-        importlib.import_module(module)
+        try:
+            importlib.import_module(module)
+        except ImportError as err:
+            raise EmbedsearchError(f"cannot import plugin {module!r} named in $EMBEDSEARCH_PLUGINS: {err}") from err
     for entry in entry_points(group="embedsearch.encoders"):
         entry.load()
 

@@ -1,2 +1,33 @@
-"""Contrastive training of encoders. Imports only ``data``, ``encoders`` and ``metrics``; hands its result over
-as a model directory that the encoder registry loads by path."""
+"""Contrastive training of encoders. Imports only ``data``, ``encoders``, ``metrics``, ``errors`` and
+``runtime``; hands its result over as a model directory that the encoder registry loads by path.
+
+``train_text(TextTrainConfig(data=..., out=...))`` trains a text encoder on pairs (a pairs JSONL file or the
+qrels of a BEIR folder, optionally with mined hard negatives) or self-supervised on a raw corpus (random crops,
+or dropout as the augmentation), with symmetric InfoNCE over in-batch negatives.
+
+Names are imported lazily, so that reading pairs (``embedsearch.train.pairs``) does not import torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "InfoNCELoss": "embedsearch.train.losses",
+    "Pair": "embedsearch.train.pairs",
+    "read_beir_pairs": "embedsearch.train.pairs",
+    "read_pairs_file": "embedsearch.train.pairs",
+    "StepReport": "embedsearch.train.trainer",
+    "TextTrainConfig": "embedsearch.train.config",
+    "TrainResult": "embedsearch.train.config",
+    "train_text": "embedsearch.train.trainer",
+}
+
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'embedsearch.train' has no attribute {name!r}")

@@ -480,3 +480,23 @@ def test_help_matches_the_saved_copy(path):
     assert result.stdout == golden.read_text(encoding="utf-8"), (
         f"{golden.name} differs; if the change is intended, rerun with EMBEDSEARCH_REGEN_GOLDEN=1"
     )
+
+
+def test_a_plugin_that_cannot_be_imported_is_a_one_line_error(tmp_path):
+    import subprocess
+    import sys
+
+    (tmp_path / "a.txt").write_text("alpha")
+    env = {**os.environ, "EMBEDSEARCH_PLUGINS": "no_such_plugin_module"}
+    code = "from embedsearch.cli import main; main()"
+    result = subprocess.run(
+        [sys.executable, "-c", code, "index", "build", "x", str(tmp_path), "--home", str(tmp_path / "h")],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.strip() == (
+        "Error: cannot import plugin 'no_such_plugin_module' named in $EMBEDSEARCH_PLUGINS: "
+        "No module named 'no_such_plugin_module'"
+    )

@@ -356,17 +356,17 @@ def test_second_writer_waits_for_the_first_and_loses_no_update(tmp_path: Path) -
     build_here("t", tmp_path / "base.jsonl", home)
     directory = index_directory("t", home)
     slow = start_cli(
-        ["index", "add", "t", "first.jsonl", "--home", str(home), *WRITE_OPTIONS], tmp_path, batch_delay=0.15
+        ["index", "add", "t", "first.jsonl", "--home", str(home), *WRITE_OPTIONS], tmp_path, batch_delay=0.6
     )
     deadline = time.monotonic() + 30
     while not generation_paths(directory, 2)[0].exists():  # the first writer holds the lock once it exists
         assert slow.poll() is None and time.monotonic() < deadline, "the first writer never started writing"
         time.sleep(0.01)
     code, stderr, _ = run_cli(["index", "add", "t", "second.jsonl", "--home", str(home), *WRITE_OPTIONS], tmp_path)
-    assert slow.wait(timeout=60) == 0, slow.communicate()[1]
-    slow.communicate()
+    _, first_stderr = slow.communicate(timeout=60)
+    assert slow.returncode == 0, first_stderr
     assert code == 0, stderr
-    assert "being written by another process; waiting" in stderr
+    assert "being written by another process; waiting" in stderr, (stderr, first_stderr)
     assert read_state("t", home) == {**base, **first, **second}
     assert read_manifest(directory)["generation"] == 3
     assert_tidy(directory)

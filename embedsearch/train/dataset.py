@@ -1,0 +1,117 @@
+"""Everything a run reads, decided once: the training pairs, the dev set, and a fingerprint of the inputs."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from embedsearch.train.config import TextTrainConfig
+from embedsearch.train.devset import DevSet, build_dev_set, split_by_anchor, split_documents
+from embedsearch.train.pairs import (
+    Pair,
+    attach_negatives,
+    read_beir_pairs,
+    read_corpus,
+    read_pairs_file,
+)
+
+
+@dataclass
+class TrainingData:
+    """``kind`` is ``pairs``, ``beir``, ``crop`` or ``dropout``; ``files`` maps each input file to its sha256
+    and ``fingerprint`` is the sha256 over all of them."""
+
+    kind: str
+    pairs: list[Pair]
+    dev: DevSet | None
+    files: dict[str, str] = field(default_factory=dict)
+    fingerprint: str = ""
+    held_out: int = 0
+
+    def describe(self) -> dict:
+        dev = self.dev
+        return {
+            "kind": self.kind,
+            "fingerprint": self.fingerprint,
+            "files": self.files,
+            "train_pairs": len(self.pairs),
+            "pairs_with_negatives": sum(1 for p in self.pairs if p.negatives),
+            "held_out_for_dev": self.held_out,
+            "dev_queries": len(dev.queries) if dev else 0,
+            "dev_corpus": len(dev.corpus) if dev else 0,
+        }
+
+
+def load_training_data(config: TextTrainConfig) -> TrainingData:
+    """Read the inputs ``config`` names. Raises :class:`SourceError` / :class:`InvalidInputError` for bad ones."""
+    if config.self_supervised:
+        data, files = _self_supervised(config)
+    else:
+        data, files = _supervised(config)
+    if config.dev is not None:
+        dev_pairs, pool, dev_files = _dev_file(config.dev, config.dev_split)
+        data.dev = build_dev_set(dev_pairs, pool + _texts_of(data.pairs), config.dev_corpus_size, config.seed)
+        files += dev_files
+    if config.limit:
+        data.pairs = data.pairs[: config.limit]
+    data.files = {str(path): _sha256(path) for path in files}
+    data.fingerprint = hashlib.sha256("".join(f"{k}\0{v}\n" for k, v in data.files.items()).encode()).hexdigest()
+    return data
+
+
+def _supervised(config: TextTrainConfig) -> tuple[TrainingData, list[Path]]:
+    if config.data.is_dir():
+        beir = read_beir_pairs(config.data, config.split)
+        kind, pairs, pool, files = "beir", beir.pairs, [d.text for d in beir.corpus], beir.files
+    else:
+        pairs = read_pairs_file(config.data)
+        kind, pool, files = "pairs", _texts_of(pairs), [config.data]
+    if config.negatives is not None:
+        pairs = attach_negatives(pairs, read_pairs_file(config.negatives), config.negatives)
+        files = [*files, config.negatives]
+    split = config.dev is None and config.dev_fraction > 0
+    train, dev = split_by_anchor(pairs, config.dev_fraction, config.seed) if split else (pairs, [])
+    dev_set = build_dev_set(dev, pool, config.dev_corpus_size, config.seed) if dev else None
+    return TrainingData(kind, train, dev_set, held_out=len(dev)), files
+
+
+def _self_supervised(config: TextTrainConfig) -> tuple[TrainingData, list[Path]]:
+    documents = read_corpus(config.data)
+    split = config.dev is None and config.dev_fraction > 0 and len(documents) > 1
+    train, dev = (
+        split_documents(documents, config.dev_fraction, config.seed, config.crop_ratio) if split else (documents, [])
+    )
+    dev_set = build_dev_set(dev, [d.text for d in documents], config.dev_corpus_size, config.seed) if dev else None
+    pairs = [Pair(d.text, d.text) for d in train]
+    return TrainingData(config.self_supervised or "", pairs, dev_set, held_out=len(dev)), _corpus_files(config.data)
+
+
+def _dev_file(path: Path, split: str) -> tuple[list[Pair], list[str], list[Path]]:
+    """Dev pairs from ``--dev``: a BEIR folder (its ``split`` qrels) or a pairs file; and their corpus texts."""
+    if path.is_dir():
+        beir = read_beir_pairs(path, split)
+        return beir.pairs, [d.text for d in beir.corpus], beir.files
+    pairs = read_pairs_file(path)
+    return pairs, _texts_of(pairs), [path]
+
+
+def _texts_of(pairs: list[Pair]) -> list[str]:
+    """Every document text of the pairs (positives and negatives), each once, in order."""
+    return list(dict.fromkeys(t for p in pairs for t in (p.positive, *p.negatives)))
+
+
+def _corpus_files(source: Path) -> list[Path]:
+    if source.is_dir() and (source / "corpus.jsonl").is_file():
+        return [source / "corpus.jsonl"]
+    if source.is_dir():
+        return sorted(p for p in source.rglob("*") if p.is_file() and p.suffix.lower() in (".txt", ".md"))
+    return [source]
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -1,0 +1,99 @@
+"""Data parallelism across processes (``torchrun``): set-up from the environment, a gather that keeps
+gradients (so every process computes the loss of the global batch), and gradient averaging.
+
+Why not ``DistributedDataParallel``: with GradCache a step runs one backward pass per chunk, and DDP would
+all-reduce after each of them unless every one but the last ran under ``no_sync``. One explicit all-reduce
+after the last backward pass is the same arithmetic, written once.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """Where this process stands: ``rank`` of ``world`` processes, ``local_world`` of them on this machine."""
+
+    rank: int = 0
+    world: int = 1
+    local_world: int = 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def init_from_env(device: str = "cpu") -> Cluster:
+    """Join the process group that ``torchrun`` describes (``WORLD_SIZE``, ``RANK``, ``MASTER_ADDR``, ...).
+
+    A single process (``WORLD_SIZE`` unset or 1) needs no process group. The backend is gloo on CPU and
+    NCCL on CUDA.
+    """
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return Cluster()
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
+    local_world = int(os.environ.get("LOCAL_WORLD_SIZE", str(world)))
+    return Cluster(dist.get_rank(), dist.get_world_size(), local_world)
+
+
+def shutdown(cluster: Cluster) -> None:
+    """Leave the process group (a no-op for a single process)."""
+    if cluster.world > 1 and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def gather_with_grad(tensor: torch.Tensor, cluster: Cluster) -> torch.Tensor:
+    """Concatenate every process's ``(n, ...)`` tensor in rank order into ``(world * n, ...)``, keeping the graph.
+
+    The backward pass sums the gradients that every process computes for each slice, so a loss that all
+    processes compute identically yields ``world`` times its gradient here; :func:`average_gradients`
+    divides that back out.
+    """
+    if cluster.world == 1:
+        return tensor
+    from torch.distributed.nn.functional import all_gather
+
+    return torch.cat(all_gather(tensor.contiguous()), dim=0)
+
+
+def average_gradients(parameters: list[torch.nn.Parameter], cluster: Cluster) -> None:
+    """Replace each gradient by its mean over the processes (one flat all-reduce)."""
+    if cluster.world == 1:
+        return
+    grads = [p.grad for p in parameters if p.grad is not None]
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    dist.all_reduce(flat)
+    flat /= cluster.world
+    offset = 0
+    for grad in grads:
+        grad.copy_(flat[offset : offset + grad.numel()].view_as(grad))
+        offset += grad.numel()
+
+
+def broadcast_parameters(module: torch.nn.Module, cluster: Cluster) -> None:
+    """Make every process start from rank 0's weights."""
+    if cluster.world == 1:
+        return
+    for tensor in module.state_dict().values():
+        dist.broadcast(tensor, src=0)
+
+
+def barrier(cluster: Cluster) -> None:
+    if cluster.world > 1:
+        dist.barrier()
+
+
+def gather_objects(value: object, cluster: Cluster) -> list[object]:
+    """Every process's ``value`` (picklable), in rank order (e.g. each process's RNG state for a checkpoint)."""
+    if cluster.world == 1:
+        return [value]
+    values: list[object] = [None] * cluster.world
+    dist.all_gather_object(values, value)
+    return values

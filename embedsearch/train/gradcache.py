@@ -1,0 +1,83 @@
+"""One contrastive training step: embed, loss of the global batch, backward; plain or with GradCache.
+
+GradCache (Gao, Zhang, Han and Callan, "Scaling Deep Contrastive Learning Batch Size under Memory Limited
+Setup", 2021): embed the batch in chunks without a graph, compute the loss and its gradients with respect to
+the embeddings, then re-embed each chunk with a graph and backpropagate those gradients. Memory then grows
+with the chunk, not the batch, and the parameter gradients are those of the whole batch. Each chunk's RNG
+state is replayed in its second pass, so dropout draws the same masks twice and the result stays exact.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+
+from embedsearch.train.batches import StepBatch
+from embedsearch.train.distributed import Cluster, average_gradients, gather_with_grad
+from embedsearch.train.losses import InfoNCELoss
+
+Embed = Callable[[list[str]], torch.Tensor]
+"""Texts in, float ``(n, d)`` embeddings out, with a graph when gradients are enabled."""
+
+
+def contrastive_step(
+    embed: Embed,
+    batch: StepBatch,
+    loss_fn: InfoNCELoss,
+    parameters: Sequence[torch.nn.Parameter],
+    cluster: Cluster | None = None,
+    cache_chunk: int | None = None,
+) -> float:
+    """Accumulate into ``parameters``' ``.grad`` the gradient of the global batch's loss (averaged over the
+    processes) and return that loss. ``cache_chunk`` set: GradCache with chunks of that many texts."""
+    cluster = cluster or Cluster()
+    if cache_chunk:
+        loss = _cached_backward(embed, batch, loss_fn, cluster, cache_chunk)
+    else:
+        loss = batch_loss(embed(batch.texts), batch, loss_fn, cluster)
+        loss.backward()
+    average_gradients(list(parameters), cluster)
+    return float(loss.detach())
+
+
+def batch_loss(reps: torch.Tensor, batch: StepBatch, loss_fn: InfoNCELoss, cluster: Cluster) -> torch.Tensor:
+    """The loss of the global batch from this process's embeddings ``reps`` (``(len(batch.texts), d)``)."""
+    b = batch.local_pairs
+    anchors, positives, present = reps[:b], reps[b : 2 * b], reps[2 * b :]
+    candidates = gather_with_grad(positives, cluster)
+    if batch.slots:
+        slots = reps.new_zeros(batch.slots, reps.shape[1]).index_copy(0, batch.filled.to(reps.device), present)
+        candidates = torch.cat([candidates, gather_with_grad(slots, cluster)])
+    device = reps.device
+    return loss_fn(gather_with_grad(anchors, cluster), candidates, batch.labels.to(device), batch.mask.to(device))
+
+
+def _cached_backward(embed: Embed, batch: StepBatch, loss_fn: InfoNCELoss, cluster: Cluster, chunk: int):
+    chunks = [batch.texts[i : i + chunk] for i in range(0, len(batch.texts), chunk)]
+    states, parts = [], []
+    with torch.no_grad():
+        for texts in chunks:
+            states.append(_rng_state())
+            parts.append(embed(texts))
+    reps = torch.cat(parts).requires_grad_()
+    loss = batch_loss(reps, batch, loss_fn, cluster)
+    loss.backward()
+    start = 0
+    for texts, state in zip(chunks, states, strict=True):
+        _set_rng_state(state)
+        again = embed(texts)
+        again.backward(gradient=reps.grad[start : start + len(texts)])
+        start += len(texts)
+    return loss
+
+
+def _rng_state() -> tuple[torch.Tensor, list[torch.Tensor] | None]:
+    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() and torch.cuda.is_initialized() else None
+    return torch.get_rng_state(), cuda
+
+
+def _set_rng_state(state: tuple[torch.Tensor, list[torch.Tensor] | None]) -> None:
+    torch.set_rng_state(state[0])
+    if state[1] is not None:
+        torch.cuda.set_rng_state_all(state[1])
