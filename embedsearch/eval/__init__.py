@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from embedsearch.metrics import METRICS, evaluate_run
 from embedsearch.eval.runner import EvalReport, evaluate_index
+from embedsearch.metrics import METRICS, evaluate_run
 
 __all__ = ["METRICS", "EvalReport", "evaluate_index", "evaluate_run"]
