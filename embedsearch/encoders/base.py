@@ -53,7 +53,12 @@ class Encoder(ABC):
         return [[m.span() for m in _WORD.finditer(text)] for text in texts]
 
     def encode_text(
-        self, texts: Sequence[str], *, normalize: bool = True, progress: bool = False, batch_size: int | None = None
+        self,
+        texts: Sequence[str],
+        *,
+        normalize: bool = True,
+        progress: bool | str = False,
+        batch_size: int | None = None,
     ) -> np.ndarray:
         """Embed ``texts`` into a float32 ``(len(texts), dim)`` array, L2-normalised unless ``normalize=False``.
 
@@ -69,16 +74,27 @@ class Encoder(ABC):
         return _normalized(out) if normalize else out
 
     def encode_image(
-        self, images: Sequence[Any], *, normalize: bool = True, progress: bool = False, batch_size: int | None = None
+        self,
+        images: Sequence[Any],
+        *,
+        normalize: bool = True,
+        progress: bool | str = False,
+        batch_size: int | None = None,
     ) -> np.ndarray:
         """Embed images (paths or PIL images) into a float32 ``(len(images), dim)`` array."""
         vectors = self._run_batches(list(images), self._embed_images, batch_size, progress, "image")
         return _normalized(vectors) if normalize else vectors
 
-    def _run_batches(self, items: list, embed, batch_size: int | None, progress: bool, unit: str) -> np.ndarray:
+    def _run_batches(self, items: list, embed, batch_size: int | None, progress: bool | str, unit: str) -> np.ndarray:
+        """Embed in batches; ``progress`` (True, or the bar's description) shows a bar with rate and ETA on stderr."""
         size = batch_size or self.batch_size
         parts = []
-        with tqdm(total=len(items), unit=unit, disable=not progress, desc=f"encoding ({self.name})") as bar:
+        with tqdm(
+            total=len(items),
+            unit=unit,
+            disable=not progress,
+            desc=progress if isinstance(progress, str) else f"encoding ({self.name})",
+        ) as bar:
             for start in range(0, len(items), size):
                 batch = items[start : start + size]
                 parts.append(np.asarray(embed(batch), dtype=np.float32))

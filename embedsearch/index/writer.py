@@ -250,7 +250,8 @@ def _encode(documents, encoder: Encoder, chunking: ChunkingPolicy, progress: boo
     text_of = {d.id: d.text for d in documents}
     texts = [text_of[c.doc_id][c.start : c.end] for c in chunks]
     start = time.perf_counter()
-    vectors = encoder.encode_text(texts, progress=progress) if texts else np.zeros((0, encoder.dim), np.float32)
+    label = f"encoding {len(documents)} docs as {len(chunks)} chunks" if progress else False
+    vectors = encoder.encode_text(texts, progress=label) if texts else np.zeros((0, encoder.dim), np.float32)
     report.timings["encode"] = time.perf_counter() - start
     report.chunks_encoded = len(chunks)
     return chunks, vectors
