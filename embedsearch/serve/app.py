@@ -7,6 +7,7 @@ from importlib.resources import files
 
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, Response
+from fastapi_offline import FastAPIOffline
 
 from embedsearch import __version__
 from embedsearch.runtime import use_query_threads
@@ -32,7 +33,7 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
         yield
         await hub.close()
 
-    app = FastAPI(
+    app = FastAPIOffline(  # serves the /docs page's Swagger UI files itself, not from a CDN
         title="embedsearch",
         version=__version__,
         lifespan=lifespan,

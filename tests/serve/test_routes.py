@@ -156,6 +156,15 @@ def test_page_is_self_contained(client):
     assert "http://" not in page.text and "https://" not in page.text  # no CDN or other network resource
 
 
+def test_api_docs_page_needs_no_network(client):
+    docs = client.get("/docs")
+    assert docs.status_code == 200 and "swagger" in docs.text.lower()
+    assert "https://" not in docs.text and "http://" not in docs.text
+    for asset in ("swagger-ui-bundle.js", "swagger-ui.css"):
+        path = next(part.split('"')[0] for part in docs.text.split('"') if part.endswith(asset))
+        assert client.get(path).status_code == 200
+
+
 def test_serving_only_named_indexes(make_client, zoo_home):
     from embedsearch import build_index
     from embedsearch.data import Document
