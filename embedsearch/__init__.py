@@ -36,6 +36,9 @@ _EXPORTS = {
     "Searcher": "embedsearch.search",
     "evaluate_index": "embedsearch.eval",
     "evaluate_run": "embedsearch.eval",
+    "TextTrainConfig": "embedsearch.train",
+    "train_text": "embedsearch.train",
+    "mine_hard_negatives": "embedsearch.mining",
 }
 
 __all__ = [*_EXPORTS, "load_index", "__version__"]

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from embedsearch.cli import demo_command, index_commands, search_commands, serve_command  # noqa: F401
+from embedsearch.cli import (  # noqa: F401 (each module registers its commands on ``cli``)
+    demo_command,
+    index_commands,
+    mine_command,
+    search_commands,
+    serve_command,
+    train_commands,
+)
 from embedsearch.cli.main import cli, main
 
 __all__ = ["cli", "main"]

@@ -16,7 +16,9 @@ def train() -> None:
 
 
 @train.command("text")
-@click.option("--data", type=click.Path(), required=True, help="Pairs JSONL, a BEIR folder, or (self-supervised) a corpus.")
+@click.option(
+    "--data", type=click.Path(), required=True, help="Pairs JSONL, a BEIR folder, or (self-supervised) a corpus."
+)
 @click.option("--out", type=click.Path(), required=True, help="Model directory to write (written at the end).")
 @click.option("--base", default="minilm", show_default=True, help="Encoder name or sentence-transformers directory.")
 @click.option("--negatives", type=click.Path(dir_okay=False), help="Mined negatives (JSONL of embedsearch mine).")
@@ -34,7 +36,7 @@ def train() -> None:
 @click.option("--warmup", type=click.FloatRange(0, 1, max_open=True), default=0.1, show_default=True)
 @click.option("--epochs", type=click.IntRange(min=1), default=1, show_default=True)
 @click.option("--max-steps", type=click.IntRange(min=1), help="Stop after N steps (overrides --epochs).")
-@click.option("--max-length", type=click.IntRange(min=8), help="Tokens per text [default: the model's].")
+@click.option("--max-length", type=click.IntRange(min=8), help="Truncate texts to N tokens while training.")
 @click.option("--eval-every", type=click.IntRange(min=1), default=100, show_default=True)
 @click.option("--save-every", type=click.IntRange(min=1), default=100, show_default=True)
 @click.option("--seed", type=int, default=42, show_default=True)
@@ -49,7 +51,9 @@ def text(**options) -> None:
 
     result = train_text(TextTrainConfig(**options))
     first = result.evaluations[0] if result.evaluations else None
-    best = f"best dev nDCG@10 {result.best_metrics['ndcg@10']:.4f} at step {result.best_step}" if first else "no dev set"
+    best = (
+        f"best dev nDCG@10 {result.best_metrics['ndcg@10']:.4f} at step {result.best_step}" if first else "no dev set"
+    )
     base = f" (base {first['metrics']['ndcg@10']:.4f})" if first and first["step"] == 0 else ""
     click.echo(
         f"trained {result.steps} steps in {result.wall_seconds:.1f}s ({result.samples_per_second:.1f} samples/s); "

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import platform
 from datetime import UTC, datetime
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -18,13 +19,11 @@ def card_header() -> dict[str, Any]:
     import sentence_transformers
     import torch
 
-    from embedsearch import __version__
-
     return {
         "format": CARD_FORMAT,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "versions": {
-            "embedsearch": __version__,
+            "embedsearch": version("embedsearch"),
             "torch": torch.__version__,
             "sentence_transformers": sentence_transformers.__version__,
             "python": platform.python_version(),

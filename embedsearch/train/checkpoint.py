@@ -49,6 +49,11 @@ class Workspace:
         shutil.rmtree(self.folder, ignore_errors=True)
         self.folder.mkdir(parents=True)
 
+    def discard_unless_resumable(self) -> None:
+        """Remove the work folder if it holds no checkpoint (nothing a ``--resume`` could continue)."""
+        if not self.checkpoint.is_file():
+            shutil.rmtree(self.folder, ignore_errors=True)
+
     def save(self, state: dict[str, Any]) -> None:
         """Write ``state`` as the checkpoint, atomically."""
         tmp = self.checkpoint.with_suffix(".pt.tmp")
@@ -60,7 +65,7 @@ class Workspace:
     def load(self) -> dict[str, Any]:
         """The last checkpoint; :class:`TrainingError` if it is unreadable or of another format."""
         try:
-            state = torch.load(self.checkpoint, map_location="cpu", weights_only=False)
+            state = torch.load(self.checkpoint, map_location="cpu", weights_only=True)
         except Exception as err:  # a truncated or foreign file fails in many ways
             raise TrainingError(f"cannot read checkpoint {self.checkpoint}: {err}") from err
         if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:

@@ -22,6 +22,7 @@ class TextTrainConfig:
     ``self_supervised`` (``"crop"`` or ``"dropout"``), any corpus :func:`embedsearch.data.read_documents` reads
     (a BEIR folder means its ``corpus.jsonl``). ``batch_size`` is the global batch (all processes together);
     ``cache_chunk`` turns on GradCache with chunks of that many texts. ``max_steps`` overrides ``epochs``.
+    ``max_length`` truncates texts while training (cheaper steps); the saved model keeps the base's length.
     """
 
     data: Path

@@ -22,10 +22,15 @@ class Cluster:
     rank: int = 0
     world: int = 1
     local_world: int = 1
+    local_rank: int = 0
 
     @property
     def is_main(self) -> bool:
         return self.rank == 0
+
+    def device(self, requested: str) -> str:
+        """The device of this process: ``cuda`` means this process's own GPU (``cuda:LOCAL_RANK``)."""
+        return f"cuda:{self.local_rank}" if requested == "cuda" and self.world > 1 else requested
 
 
 def init_from_env(device: str = "cpu") -> Cluster:
@@ -37,10 +42,13 @@ def init_from_env(device: str = "cpu") -> Cluster:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return Cluster()
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if device.startswith("cuda"):
+        torch.cuda.set_device(local_rank)
     if not dist.is_initialized():
         dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
     local_world = int(os.environ.get("LOCAL_WORLD_SIZE", str(world)))
-    return Cluster(dist.get_rank(), dist.get_world_size(), local_world)
+    return Cluster(dist.get_rank(), dist.get_world_size(), local_world, local_rank)
 
 
 def shutdown(cluster: Cluster) -> None:
@@ -54,13 +62,27 @@ def gather_with_grad(tensor: torch.Tensor, cluster: Cluster) -> torch.Tensor:
 
     The backward pass sums the gradients that every process computes for each slice, so a loss that all
     processes compute identically yields ``world`` times its gradient here; :func:`average_gradients`
-    divides that back out.
+    divides that back out. (The semantics of ``torch.distributed.nn.functional.all_gather``, which torch
+    2.14 deprecates; written here on the stable ``all_gather``/``all_reduce``.)
     """
     if cluster.world == 1:
         return tensor
-    from torch.distributed.nn.functional import all_gather
+    return _GatherWithGrad.apply(tensor.contiguous(), cluster.rank, cluster.world)
 
-    return torch.cat(all_gather(tensor.contiguous()), dim=0)
+
+class _GatherWithGrad(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, tensor: torch.Tensor, rank: int, world: int) -> torch.Tensor:
+        ctx.rank, ctx.rows = rank, len(tensor)
+        parts = [torch.empty_like(tensor) for _ in range(world)]
+        dist.all_gather(parts, tensor)
+        return torch.cat(parts)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        grad = grad.contiguous().clone()
+        dist.all_reduce(grad)
+        return grad[ctx.rank * ctx.rows : (ctx.rank + 1) * ctx.rows], None, None
 
 
 def average_gradients(parameters: list[torch.nn.Parameter], cluster: Cluster) -> None:

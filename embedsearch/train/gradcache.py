@@ -35,10 +35,22 @@ def contrastive_step(
     if cache_chunk:
         loss = _cached_backward(embed, batch, loss_fn, cluster, cache_chunk)
     else:
-        loss = batch_loss(embed(batch.texts), batch, loss_fn, cluster)
+        reps = torch.cat([embed(texts) for texts in text_chunks(batch, None)])
+        loss = batch_loss(reps, batch, loss_fn, cluster)
         loss.backward()
     average_gradients(list(parameters), cluster)
     return float(loss.detach())
+
+
+def text_chunks(batch: StepBatch, size: int | None) -> list[list[str]]:
+    """``batch.texts`` in forward passes: anchors, positives and negatives apart (short queries are then not
+    padded to the length of documents), each cut into chunks of at most ``size`` texts (``None``: whole)."""
+    b = batch.local_pairs
+    chunks = []
+    for segment in (batch.texts[:b], batch.texts[b : 2 * b], batch.texts[2 * b :]):
+        step = size or max(len(segment), 1)
+        chunks += [segment[i : i + step] for i in range(0, len(segment), step)]
+    return chunks
 
 
 def batch_loss(reps: torch.Tensor, batch: StepBatch, loss_fn: InfoNCELoss, cluster: Cluster) -> torch.Tensor:
@@ -54,30 +66,32 @@ def batch_loss(reps: torch.Tensor, batch: StepBatch, loss_fn: InfoNCELoss, clust
 
 
 def _cached_backward(embed: Embed, batch: StepBatch, loss_fn: InfoNCELoss, cluster: Cluster, chunk: int):
-    chunks = [batch.texts[i : i + chunk] for i in range(0, len(batch.texts), chunk)]
+    chunks = text_chunks(batch, chunk)
     states, parts = [], []
     with torch.no_grad():
         for texts in chunks:
-            states.append(_rng_state())
+            states.append(rng_state())
             parts.append(embed(texts))
     reps = torch.cat(parts).requires_grad_()
     loss = batch_loss(reps, batch, loss_fn, cluster)
     loss.backward()
     start = 0
     for texts, state in zip(chunks, states, strict=True):
-        _set_rng_state(state)
+        set_rng_state(state)
         again = embed(texts)
         again.backward(gradient=reps.grad[start : start + len(texts)])
         start += len(texts)
     return loss
 
 
-def _rng_state() -> tuple[torch.Tensor, list[torch.Tensor] | None]:
+def rng_state() -> tuple[torch.Tensor, list[torch.Tensor] | None]:
+    """torch's CPU RNG state and, once CUDA is in use, every GPU's: what dropout draws from."""
     cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() and torch.cuda.is_initialized() else None
     return torch.get_rng_state(), cuda
 
 
-def _set_rng_state(state: tuple[torch.Tensor, list[torch.Tensor] | None]) -> None:
+def set_rng_state(state: tuple[torch.Tensor, list[torch.Tensor] | None]) -> None:
+    """Restore a state :func:`rng_state` returned."""
     torch.set_rng_state(state[0])
     if state[1] is not None:
         torch.cuda.set_rng_state_all(state[1])

