@@ -71,3 +71,25 @@ def minilm():
     from embedsearch.encoders import get_encoder
 
     return get_encoder("minilm")
+
+
+@pytest.fixture
+def image_folder(tmp_path: Path) -> Path:
+    """Images in the colours ``fake-clip`` knows (one in a subfolder, one RGBA whose transparent pixels hide red
+    and whose visible part is yellow, so it is yellow only when composited on white), one corrupt file and one
+    text file."""
+    from PIL import Image
+
+    from tests.fake_encoder import COLOURS
+
+    folder = tmp_path / "pictures"
+    (folder / "alpha").mkdir(parents=True)
+    Image.new("RGB", (16, 16), COLOURS["red"]).save(folder / "red.png")
+    Image.new("RGB", (16, 16), COLOURS["green"]).save(folder / "green.jpg")
+    Image.new("RGB", (16, 16), COLOURS["blue"]).save(folder / "alpha" / "blue.webp")
+    hidden_red = Image.new("RGBA", (10, 10), COLOURS["red"] + (0,))
+    hidden_red.paste(Image.new("RGBA", (10, 4), COLOURS["yellow"] + (255,)))
+    hidden_red.save(folder / "alpha" / "yellow.png")
+    (folder / "broken.gif").write_bytes(b"GIF89a but then nothing")
+    (folder / "notes.txt").write_text("a note about the colour red", encoding="utf-8")
+    return folder

@@ -48,15 +48,19 @@ def build(
     lock_timeout,
     quiet,
 ) -> None:
-    """Index the documents of SOURCES (JSONL, CSV, or folders of .txt/.md) as index NAME."""
+    """Index the documents of SOURCES (JSONL, CSV, or folders of .txt/.md) as index NAME.
+
+    With an encoder that embeds images, a folder of images (png, jpg, webp, gif) is indexed as images."""
+    from embedsearch.encoders import get_encoder
     from embedsearch.index import ChunkingPolicy, build_index
 
-    documents = _read(sources, skip_invalid)
+    model = get_encoder(encoder)
+    documents, skipped = _read(sources, skip_invalid, model.modalities)
     start = time.perf_counter()
     report = build_index(
         name,
         documents,
-        encoder,
+        model,
         spec=spec,
         home=home,
         overwrite=overwrite,
@@ -65,7 +69,7 @@ def build(
         memory_budget=parse_size(memory_budget),
         lock_timeout=lock_timeout,
     )
-    _summarize("indexed", report, time.perf_counter() - start)
+    _summarize("indexed", report, time.perf_counter() - start, skipped)
 
 
 @index.command()
@@ -77,13 +81,14 @@ def build(
 @quiet_option
 def add(name, sources, skip_invalid, home, lock_timeout, quiet) -> None:
     """Add documents to index NAME, replacing those whose id is already there (upsert)."""
-    from embedsearch.index import add_documents
+    from embedsearch.index import add_documents, index_info
 
-    documents = _read(sources, skip_invalid)
+    content = index_info(name, home)["content"]  # an image index takes images, a text index takes text
+    documents, skipped = _read(sources, skip_invalid, {content})
     start = time.perf_counter()
     report = add_documents(name, documents, home=home, progress=not quiet, lock_timeout=lock_timeout)
     click.echo(f"added {len(report.added)}, updated {len(report.updated)}, unchanged {len(report.unchanged)}")
-    _summarize("encoded", report, time.perf_counter() - start)
+    _summarize("encoded", report, time.perf_counter() - start, skipped)
 
 
 @index.command()
@@ -113,7 +118,8 @@ def info(name, home, as_json) -> None:
     if as_json:
         click.echo(json.dumps(manifest, indent=2, sort_keys=True))
         return
-    for key in ("name", "count", "chunks", "spec", "metric", "dim", "generation", "created", "updated", "path"):
+    keys = ("name", "content", "count", "chunks", "spec", "metric", "dim", "generation", "created", "updated", "path")
+    for key in keys:
         click.echo(f"{key + ':':12}{manifest[key]}")
     click.echo(f"{'encoder:':12}{manifest['encoder']['name']} ({manifest['encoder']['fingerprint']})")
 
@@ -133,20 +139,24 @@ def list_(home, as_json) -> None:
         click.echo(f"{manifest['name']}\t{manifest['count']} docs\t{manifest['spec']}\t{encoder}")
 
 
-def _read(sources, skip_invalid: bool):
+def _read(sources, skip_invalid: bool, embeds):
+    """The documents of ``sources`` and how many records were skipped (each reported on stderr)."""
     from embedsearch.data import read_documents
 
-    report = read_documents(sources, skip_invalid=skip_invalid)
+    report = read_documents(sources, skip_invalid=skip_invalid, embeds=embeds)
     for problem in report.problems:
         click.echo(f"skipped {problem}", err=True)
-    return report.documents
+    return report.documents, len(report.problems)
 
 
-def _summarize(verb: str, report, seconds: float) -> None:
+def _summarize(verb: str, report, seconds: float, skipped: int = 0) -> None:
     manifest = report.manifest
     docs = len(report.added) + len(report.updated)
+    images = manifest["content"] == "image"
+    noun = "images" if images else "documents"
+    skips = f"; skipped {skipped} {'unreadable image(s)' if images else 'invalid record(s)'}" if skipped else ""
     click.echo(
-        f"{verb} {docs} documents ({report.chunks_encoded} chunks) in {seconds:.1f}s "
+        f"{verb} {docs} {noun} ({report.chunks_encoded} chunks) in {seconds:.1f}s "
         f"({docs / seconds:.1f} docs/s, {report.chunks_encoded / seconds:.1f} chunks/s); index {manifest['name']!r} "
-        f"holds {manifest['count']} documents, spec {manifest['spec']}"
+        f"holds {manifest['count']} {noun}, spec {manifest['spec']}{skips}"
     )

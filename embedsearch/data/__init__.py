@@ -5,13 +5,16 @@ from __future__ import annotations
 from embedsearch.data.beir import read_qrels, read_queries
 from embedsearch.data.chunking import Chunk, chunk_spans
 from embedsearch.data.documents import Document, document_from_record
+from embedsearch.data.images import IMAGE_SUFFIXES, load_image
 from embedsearch.data.sources import read_documents
 
 __all__ = [
     "Chunk",
     "Document",
+    "IMAGE_SUFFIXES",
     "chunk_spans",
     "document_from_record",
+    "load_image",
     "read_documents",
     "read_qrels",
     "read_queries",

@@ -9,19 +9,33 @@ from typing import Any
 
 ID_FIELDS = ("_id", "id")
 TEXT_FIELDS = ("title", "text")
+KINDS = ("text", "image")
 
 
 @dataclass(frozen=True)
 class Document:
-    """One searchable document: a unique ``id``, the ``text`` that is embedded, and free-form ``metadata``."""
+    """One searchable document: a unique ``id``, the ``text`` that is embedded, and free-form ``metadata``.
+
+    A document of ``kind == "image"`` is embedded from the file ``metadata["image_path"]`` instead; its
+    ``text`` is only the snippet a hit shows (see :mod:`embedsearch.data.images`).
+    """
 
     id: str
     text: str
     metadata: dict[str, Any] = field(default_factory=dict)
+    kind: str = "text"
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"document kind must be one of {', '.join(KINDS)}, got {self.kind!r}")
+        if self.kind == "image" and not self.metadata.get("image_path"):
+            raise ValueError(f"image document {self.id!r} has no metadata 'image_path'")
 
     def content_hash(self) -> str:
-        """A stable digest of text and metadata: an upsert of an unchanged document is a no-op."""
-        payload = json.dumps([self.text, self.metadata], sort_keys=True, ensure_ascii=False)
+        """A stable digest of text and metadata (an image's metadata holds its bytes' sha256): an upsert of an
+        unchanged document is a no-op."""
+        parts = [self.text, self.metadata] if self.kind == "text" else [self.kind, self.text, self.metadata]
+        payload = json.dumps(parts, sort_keys=True, ensure_ascii=False)
         return hashlib.sha256(payload.encode()).hexdigest()[:32]
 
 

@@ -1,4 +1,4 @@
-"""Read documents from JSONL files, CSV files and folders of .txt/.md files.
+"""Read documents from JSONL files, CSV files and folders of .txt/.md files or of images.
 
 Policy for bad records: every problem is collected with ``file:line: reason``. By default any problem rejects
 the whole read (:class:`SourceError` listing them), so nothing is half-indexed; with ``skip_invalid=True`` the
@@ -10,11 +10,12 @@ from __future__ import annotations
 import csv
 import json
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from embedsearch.data.documents import Document, document_from_record
+from embedsearch.data.images import IMAGE_SUFFIXES, image_document
 from embedsearch.errors import SourceError
 
 TEXT_SUFFIXES = (".txt", ".md")
@@ -29,16 +30,21 @@ class SourceReport:
     problems: list[str] = field(default_factory=list)
 
 
-def read_documents(sources: Iterable[str | Path], skip_invalid: bool = False) -> SourceReport:
+def read_documents(
+    sources: Iterable[str | Path], skip_invalid: bool = False, *, embeds: Collection[str] = ("text",)
+) -> SourceReport:
     """Read every source into one list of documents with unique ids.
 
-    Raises :class:`SourceError` if a source does not exist or has an unknown type, and, unless
-    ``skip_invalid``, if any record is malformed, has no id or no text, or repeats an earlier id.
+    ``embeds`` is what the encoder can embed (its ``modalities``): when it includes ``"image"``, a folder that
+    holds images yields its images (and not its text files); otherwise a folder yields its .txt/.md files.
+    Raises :class:`SourceError` if a source does not exist or has an unknown type, if a folder holds only
+    images that cannot be embedded, and, unless ``skip_invalid``, if any record is malformed (an image that
+    does not decode), has no id or no text, or repeats an earlier id.
     """
     report = SourceReport()
     seen: dict[str, str] = {}
     for source in sources:
-        for where, item in _records_of(Path(source)):
+        for where, item in _records_of(Path(source), frozenset(embeds)):
             _accept(report, seen, where, item)
     if report.problems and not skip_invalid:
         raise SourceError(_summary(report.problems), report.problems)
@@ -63,10 +69,10 @@ def _summary(problems: list[str]) -> str:
     return f"{len(problems)} invalid record(s): {shown}{more}; fix them or pass --skip-invalid"
 
 
-def _records_of(path: Path) -> Iterator[tuple[str, Document | str]]:
+def _records_of(path: Path, embeds: frozenset[str]) -> Iterator[tuple[str, Document | str]]:
     """Yield ``(location, document or problem)`` for every record of one source."""
     if path.is_dir():
-        yield from _read_folder(path)
+        yield from _read_folder(path, embeds)
     elif not path.exists():
         raise SourceError(f"source not found: {path}")
     elif path.suffix.lower() in (".jsonl", ".ndjson"):
@@ -75,6 +81,8 @@ def _records_of(path: Path) -> Iterator[tuple[str, Document | str]]:
         yield from _read_csv(path)
     elif path.suffix.lower() in TEXT_SUFFIXES:
         yield from _read_text_files(path.parent, [path])
+    elif path.suffix.lower() in IMAGE_SUFFIXES and "image" in embeds:
+        yield from _read_image_files(path.parent, [path])
     else:
         raise SourceError(f"unsupported source {path}: expected a .jsonl or .csv file, or a folder of .txt/.md files")
 
@@ -115,9 +123,27 @@ def _csv_row(where: str, row: dict) -> tuple[str, Document | str]:
         return where, str(err)
 
 
-def _read_folder(folder: Path) -> Iterator[tuple[str, Document | str]]:
-    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in TEXT_SUFFIXES)
-    yield from _read_text_files(folder, files)
+def _read_folder(folder: Path, embeds: frozenset[str]) -> Iterator[tuple[str, Document | str]]:
+    files = sorted(p for p in folder.rglob("*") if p.is_file())
+    texts = [p for p in files if p.suffix.lower() in TEXT_SUFFIXES]
+    images = [p for p in files if p.suffix.lower() in IMAGE_SUFFIXES]
+    if images and "image" in embeds:
+        yield from _read_image_files(folder, images)
+    elif images and not texts:
+        raise SourceError(
+            f"{folder} holds {len(images)} image(s) and no .txt/.md files, but the encoder embeds only "
+            f"{' and '.join(sorted(embeds))}; use an encoder that embeds images"
+        )
+    else:
+        yield from _read_text_files(folder, texts)
+
+
+def _read_image_files(root: Path, files: list[Path]) -> Iterator[tuple[str, Document | str]]:
+    for file in files:
+        try:
+            yield str(file), image_document(root, file)
+        except ValueError as err:
+            yield str(file), str(err)
 
 
 def _read_text_files(root: Path, files: list[Path]) -> Iterator[tuple[str, Document | str]]:

@@ -69,6 +69,7 @@ def read_manifest(directory: Path) -> dict[str, Any]:
     except (OSError, json.JSONDecodeError) as err:
         raise CorruptIndexError(f"unreadable manifest {directory / MANIFEST}: {err}") from err
     manifest["name"] = directory.name  # the folder's name wins: an index folder may be renamed or copied
+    manifest.setdefault("content", "text")  # indexes written before image indexes existed hold text
     if manifest.get("format_version") != FORMAT_VERSION:
         raise CorruptIndexError(
             f"index {directory.name!r} has format version {manifest.get('format_version')!r}; "

@@ -12,9 +12,9 @@ from typing import Any
 import faiss
 import numpy as np
 
-from embedsearch.data import Chunk, Document, chunk_spans
+from embedsearch.data import Chunk, Document, chunk_spans, load_image
 from embedsearch.encoders import Encoder, get_encoder
-from embedsearch.errors import EncoderMismatchError, IndexExistsError, InvalidInputError
+from embedsearch.errors import EncoderMismatchError, IndexExistsError, InvalidInputError, UnsupportedModalityError
 from embedsearch.index import factory
 from embedsearch.index.docstore import DocStore
 from embedsearch.index.factory import SearchKnobs
@@ -32,6 +32,7 @@ from embedsearch.index.storage import (
 from embedsearch.runtime import use_batch_threads
 
 DEFAULT_LOCK_TIMEOUT = 300.0
+IMAGE_GROUP = 256  # images decoded at a time while encoding: bounds memory, whatever the folder's size
 
 
 @dataclass(frozen=True)
@@ -86,6 +87,7 @@ def build_index(
     if not documents:
         raise InvalidInputError("no documents to index")
     encoder = get_encoder(encoder) if isinstance(encoder, str) else encoder
+    content = _content_of(documents, encoder)
     chunking = chunking.resolved(encoder.max_tokens)
     if spec != "auto":
         factory.make_index(spec, encoder.dim)  # a bad spec fails now, not after encoding everything
@@ -105,7 +107,7 @@ def build_index(
             index = factory.make_index(spec, encoder.dim)
             ids = writer.put(documents, chunks, vectors, report)
             _timed(report, "faiss", lambda: factory.train_and_add(index, ids, vectors, spec))
-            manifest = _new_manifest(name, encoder, spec, chunking, previous)
+            manifest = _new_manifest(name, encoder, spec, chunking, content, previous)
             report.manifest = writer.commit(index, manifest, report)
         report.added = [d.id for d in documents]
     return report
@@ -120,14 +122,16 @@ def add_documents(
     progress: bool = False,
     lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
 ) -> WriteReport:
-    """Add or replace documents by id (upsert). Unchanged documents (same text and metadata) are not
-    re-encoded. Raises :class:`EncoderMismatchError` if ``encoder`` is not the index's encoder."""
+    """Add or replace documents by id (upsert). Unchanged documents (same text and metadata; for images, the
+    same file bytes at the same path) are not re-encoded. Raises :class:`EncoderMismatchError` if ``encoder``
+    is not the index's encoder, and :class:`InvalidInputError` for images added to a text index or the reverse."""
     directory = index_directory(name, home)
     _matching_encoder(read_manifest(directory), encoder)  # fail before waiting for the lock or encoding
     use_batch_threads()
     with write_lock(directory, lock_timeout):
         manifest = read_manifest(directory)
         encoder = _matching_encoder(manifest, encoder)
+        _check_content(manifest, documents, encoder)
         report = WriteReport(manifest=manifest)
         with _GenerationWriter.next_of(directory, manifest) as writer:
             stored = writer.store.hashes([d.id for d in documents])
@@ -244,6 +248,8 @@ class _GenerationWriter:
 
 
 def _encode(documents, encoder: Encoder, chunking: ChunkingPolicy, progress: bool, report: WriteReport):
+    if documents and documents[0].kind == "image":
+        return _encode_images(documents, encoder, progress, report)
     start = time.perf_counter()
     chunks = _chunks_of(documents, encoder, chunking)
     report.timings["chunk"] = time.perf_counter() - start
@@ -255,6 +261,28 @@ def _encode(documents, encoder: Encoder, chunking: ChunkingPolicy, progress: boo
     report.timings["encode"] = time.perf_counter() - start
     report.chunks_encoded = len(chunks)
     return chunks, vectors
+
+
+def _encode_images(documents: Sequence[Document], encoder: Encoder, progress: bool, report: WriteReport):
+    """One vector per image (no chunking); the chunk spans the whole snippet so that it is the hit's text."""
+    start = time.perf_counter()
+    chunks = [Chunk(d.id, 0, len(d.text)) for d in documents]
+    parts = [np.zeros((0, encoder.dim), np.float32)]
+    for first in range(0, len(documents), IMAGE_GROUP):
+        group = documents[first : first + IMAGE_GROUP]
+        label = f"encoding images {first + 1}-{first + len(group)} of {len(documents)}" if progress else False
+        parts.append(encoder.encode_image([_pixels_of(d) for d in group], progress=label))
+    vectors = np.concatenate(parts)
+    report.timings["encode"] = time.perf_counter() - start
+    report.chunks_encoded = len(chunks)
+    return chunks, vectors
+
+
+def _pixels_of(document: Document):
+    try:
+        return load_image(document.metadata["image_path"])
+    except ValueError as err:  # the file changed or vanished since it was read
+        raise InvalidInputError(f"{document.metadata['image_path']}: {err}") from None
 
 
 def _chunks_of(documents: Sequence[Document], encoder: Encoder, chunking: ChunkingPolicy) -> list[Chunk]:
@@ -301,9 +329,34 @@ def _timed(report: WriteReport, phase: str, work) -> None:
     report.timings[phase] = report.timings.get(phase, 0.0) + time.perf_counter() - start
 
 
-def _new_manifest(name, encoder: Encoder, spec: str, chunking: ChunkingPolicy, previous) -> dict[str, Any]:
+def _content_of(documents: Sequence[Document], encoder: Encoder) -> str:
+    """What an index of ``documents`` holds, "text" or "image"; one index never mixes them."""
+    kinds = {d.kind for d in documents}
+    if len(kinds) > 1:
+        raise InvalidInputError("cannot index text documents and images together; build one index for each")
+    content = kinds.pop()
+    if content not in encoder.modalities:
+        raise UnsupportedModalityError(
+            f"encoder {encoder.name!r} cannot embed {content}s; it embeds {' and '.join(sorted(encoder.modalities))}"
+        )
+    return content
+
+
+def _check_content(manifest: dict[str, Any], documents: Sequence[Document], encoder: Encoder) -> None:
+    expected = manifest["content"]
+    if documents and _content_of(documents, encoder) != expected:
+        plural = {"text": "text documents", "image": "images"}
+        raise InvalidInputError(
+            f"index {manifest['name']!r} holds {plural[expected]}; cannot add {plural[documents[0].kind]} to it"
+        )
+
+
+def _new_manifest(
+    name, encoder: Encoder, spec: str, chunking: ChunkingPolicy, content: str, previous
+) -> dict[str, Any]:
     return {
         "name": name,
+        "content": content,
         "encoder": encoder.describe(),
         "dim": encoder.dim,
         "metric": factory.METRIC,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import secrets
 import time
+from pathlib import Path
 from typing import Annotated, Any
 
 import numpy as np
@@ -110,8 +111,10 @@ def get_item(name: str, item_id: str, hub: Hub) -> Response:
     document = searcher.index.docs.documents([item_id]).get(item_id)
     if document is None:
         raise NotFoundError(f"index {name!r} has no document {item_id!r}")
-    image = document.metadata.get("image_path")
-    if image and "image" in searcher.manifest["encoder"]["modalities"]:
+    if searcher.manifest["content"] == "image":
+        image = Path(document.metadata["image_path"])
+        if not image.is_file():
+            raise NotFoundError(f"the image of {item_id!r} in index {name!r} is no longer at {image}")
         return FileResponse(image)
     return JSONResponse({"_id": document.id, "text": document.text, "metadata": document.metadata})
 
@@ -196,4 +199,5 @@ def _summary(manifest: dict[str, Any]) -> IndexSummary:
         **{f: manifest[f] for f in fields},
         encoder=manifest["encoder"]["name"],
         towers=manifest["encoder"]["modalities"],
+        content=manifest["content"],
     )

@@ -69,6 +69,7 @@ class IndexSummary(BaseModel):
     dim: int
     encoder: str
     towers: list[str] = Field(description="What the encoder embeds: 'text', 'image'.")
+    content: str = Field(description="What the index holds: 'text' documents or 'image' files.")
     generation: int
     created: str
     updated: str

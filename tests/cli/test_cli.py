@@ -500,3 +500,44 @@ def test_a_plugin_that_cannot_be_imported_is_a_one_line_error(tmp_path):
         "Error: cannot import plugin 'no_such_plugin_module' named in $EMBEDSEARCH_PLUGINS: "
         "No module named 'no_such_plugin_module'"
     )
+
+
+# folders of images
+
+
+def test_an_image_folder_is_indexed_as_images_and_found_by_text(es, image_folder):
+    rejected = es("index", "build", "pics", image_folder, "--encoder", "fake-clip", code=2)
+    assert "broken.gif" in rejected.stderr  # by default a corrupt image rejects the input, like any bad record
+
+    built = es("index", "build", "pics", image_folder, "--encoder", "fake-clip", "--skip-invalid")
+    assert f"skipped {image_folder / 'broken.gif'}: unreadable image (UnidentifiedImageError" in built.stderr
+    assert "indexed 4 images (4 chunks)" in built.stdout
+    assert built.stdout.rstrip().endswith("; skipped 1 unreadable image(s)")
+    info = manifest(es, "pics")
+    assert (info["content"], info["count"], info["chunks"]) == ("image", 4, 4)  # notes.txt is not indexed
+
+    assert [h["id"] for h in hits(es, "pics", "red")][:1] == ["red.png"]
+    assert [h["id"] for h in hits(es, "pics", "yellow")][:1] == ["alpha/yellow.png"]  # composited on white
+    top = hits(es, "pics", "blue")[0]
+    assert (top["id"], top["snippet"], top["metadata"]["path"]) == ("alpha/blue.webp",) * 3
+
+
+def test_index_add_of_an_image_folder_upserts_by_file_bytes(es, image_folder):
+    from PIL import Image
+
+    (image_folder / "broken.gif").unlink()
+    es("index", "build", "pics", image_folder, "--encoder", "fake-clip")
+    assert "added 0, updated 0, unchanged 4" in es("index", "add", "pics", image_folder).stdout
+    Image.new("RGB", (16, 16), (30, 180, 30)).save(image_folder / "red.png")  # now green
+    assert "added 0, updated 1, unchanged 3" in es("index", "add", "pics", image_folder).stdout
+    assert {h["id"] for h in hits(es, "pics", "green", "-k", "2")} == {"red.png", "green.jpg"}
+    refused = es("index", "add", "pics", image_folder / "notes.txt", code=2)
+    assert "index 'pics' holds images; cannot add text documents to it" in refused.stderr
+
+
+def test_images_and_a_text_only_encoder(es, image_folder):
+    built = es("index", "build", "notes", image_folder, "--encoder", "fake")
+    assert "indexed 1 documents" in built.stdout and manifest(es, "notes")["content"] == "text"
+    (image_folder / "notes.txt").unlink()
+    refused = es("index", "build", "none", image_folder, "--encoder", "fake", code=2)
+    assert refused.stderr.count("\n") == 1 and "the encoder embeds only text" in refused.stderr

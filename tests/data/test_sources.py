@@ -89,3 +89,41 @@ def test_beir_queries_and_graded_qrels(tmp_path):
     qrels.write_text("q1\td1\t1\n")
     with pytest.raises(SourceError, match="header"):
         read_qrels(qrels)
+
+
+# folders of images
+
+
+def test_an_image_folder_yields_one_image_document_per_file_and_reports_corrupt_ones(image_folder):
+    from PIL import Image
+
+    report = read_documents([image_folder], skip_invalid=True, embeds={"text", "image"})
+    documents = {d.id: d for d in report.documents}
+    assert sorted(documents) == ["alpha/blue.webp", "alpha/yellow.png", "green.jpg", "red.png"]
+    red = documents["red.png"]
+    assert (red.kind, red.text, red.metadata["path"]) == ("image", "red.png", "red.png")
+    assert red.metadata["image_path"] == str((image_folder / "red.png").resolve())
+    assert len(report.problems) == 1 and report.problems[0].startswith(f"{image_folder / 'broken.gif'}: unreadable")
+
+    before = red.content_hash()
+    Image.new("RGB", (16, 16), (0, 0, 0)).save(image_folder / "red.png")
+    again = read_documents([image_folder], skip_invalid=True, embeds={"text", "image"}).documents
+    assert next(d for d in again if d.id == "red.png").content_hash() != before  # the hash follows the bytes
+    with pytest.raises(SourceError, match="broken.gif"):
+        read_documents([image_folder], embeds={"image"})  # without skip_invalid, nothing is half-read
+
+
+def test_transparent_pixels_are_composited_on_white(image_folder):
+    from embedsearch.data import load_image
+
+    picture = load_image(image_folder / "alpha" / "yellow.png")
+    assert picture.mode == "RGB"
+    assert picture.getpixel((0, 9)) == (255, 255, 255)  # hidden red under alpha 0 becomes white
+    assert picture.getpixel((0, 0)) == (230, 220, 30)
+
+
+def test_a_text_only_encoder_reads_text_files_and_refuses_a_folder_of_only_images(image_folder):
+    assert [d.id for d in read_documents([image_folder]).documents] == ["notes.txt"]
+    (image_folder / "notes.txt").unlink()
+    with pytest.raises(SourceError, match=r"holds 5 image\(s\) and no .txt/.md files, but the encoder embeds only"):
+        read_documents([image_folder])

@@ -110,3 +110,21 @@ def test_query_encoder_must_match_the_index(home):
     build_index("corpus", _corpus(10), "fake", home=home)
     with pytest.raises(EncoderMismatchError, match="fake-other"):
         load_index("corpus", home, encoder="fake-other")
+
+
+def test_search_images_over_an_image_index_and_over_a_caption_index(home, image_folder):
+    from PIL import Image
+
+    from embedsearch.data import read_documents
+    from tests.fake_encoder import COLOURS
+
+    pictures = read_documents([image_folder], skip_invalid=True, embeds={"text", "image"}).documents
+    build_index("pics", pictures, "fake-clip", home=home)
+    captions = [Document(c, f"a {c} shape", {"colour": c}) for c in COLOURS]
+    build_index("captions", captions, "fake-clip", home=home)
+    query = Image.new("RGB", (8, 8), (240, 20, 20))
+
+    image_to_image = load_index("pics", home=home).search_images([query], k=4)[0]
+    assert [h.id for h in image_to_image][:1] == ["red.png"] and image_to_image[0].score > 0.99
+    image_to_text = load_index("captions", home=home).search_images([query], k=4)[0]
+    assert image_to_text[0].id == "red" and image_to_text[0].score > image_to_text[1].score

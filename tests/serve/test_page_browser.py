@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 
 from embedsearch import build_index
-from embedsearch.data import Document
+from embedsearch.data import Document, read_documents
 
 REPO = Path(__file__).resolve().parents[2]
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -31,14 +31,17 @@ CHROMIUM_ARGS = [
 
 
 @pytest.fixture
-def server(home):
-    """``embedsearch serve`` in a subprocess on a free loopback port, with the fake encoders as a plugin."""
+def server(home, image_folder):
+    """``embedsearch serve`` in a subprocess on a free loopback port, with the fake encoders as a plugin; it
+    serves a caption index ``shapes`` and an image index ``pictures``, both embedded by ``fake-clip``."""
     build_index(
         "shapes",
         [Document(c, f"a {c} shape", {"colour": c}) for c in ("red", "green", "blue", "yellow")],
         "fake-clip",
         home=home,
     )
+    pictures = read_documents([image_folder], skip_invalid=True, embeds={"text", "image"}).documents
+    build_index("pictures", pictures, "fake-clip", home=home)
     port = _free_port()
     env = {**os.environ, "EMBEDSEARCH_PLUGINS": "tests.fake_encoder", "PYTHONPATH": str(REPO)}
     command = [
@@ -104,6 +107,7 @@ def test_text_search_and_image_upload_in_the_page(server, page, tmp_path):
     assert page.inner_text("li.hit >> nth=0 >> .id") == "blue"
     assert float(page.inner_text("li.hit >> nth=0 >> .score")) > 0.5
     assert "hits in" in page.inner_text("#status")
+    assert page.locator("li.hit img").count() == 0  # a caption index shows no thumbnails, whatever its encoder
 
     picture = tmp_path / "red.png"
     Image.new("RGB", (32, 32), (250, 10, 10)).save(picture)
@@ -121,3 +125,17 @@ def test_errors_are_shown_in_the_page(server, page):
     page.set_input_files("#file", files=[{"name": "notes.txt", "mimeType": "text/plain", "buffer": b"not an image"}])
     page.wait_for_selector("#status.error")
     assert page.inner_text("#status").startswith("415")
+
+
+def test_an_image_index_shows_thumbnails_that_load(server, page):
+    page.goto(server + "/")
+    page.wait_for_selector("#index option[value=pictures]", state="attached")
+    page.select_option("#index", "pictures")
+    page.fill("#query", "red")
+    page.click("#go")
+    page.wait_for_selector("li.hit img")
+    assert page.inner_text("li.hit >> nth=0 >> .id") == "red.png"
+    assert page.locator("li.hit img").count() == page.locator("li.hit").count() == 4
+    page.wait_for_function("[...document.querySelectorAll('li.hit img')].every((img) => img.complete)")
+    widths = page.eval_on_selector_all("li.hit img", "(imgs) => imgs.map((img) => img.naturalWidth)")
+    assert all(width > 0 for width in widths), widths

@@ -180,3 +180,25 @@ def test_openapi_schema_matches_the_saved_copy(client):
     if os.environ.get("EMBEDSEARCH_REGEN_GOLDEN"):
         GOLDEN_OPENAPI.write_text(json.dumps(schema, indent=1, sort_keys=True) + "\n")
     assert schema == json.loads(GOLDEN_OPENAPI.read_text())
+
+
+def test_an_image_index_serves_its_image_files_and_a_caption_index_its_documents(make_client, zoo_home, image_folder):
+    from embedsearch import build_index
+    from embedsearch.data import Document, read_documents
+
+    pictures = read_documents([image_folder], skip_invalid=True, embeds={"text", "image"}).documents
+    build_index("pics", pictures, "fake-clip", home=zoo_home)
+    build_index("captions", [Document("red.png", "a red square", {"image_path": "x.png"})], "fake-clip", home=zoo_home)
+    client = make_client()
+    assert client.get("/indexes/pics").json()["content"] == "image"
+    assert client.get("/indexes/captions").json()["content"] == "text"
+
+    [hit] = client.post("/indexes/pics/search", json={"query": "red", "k": 1}).json()["hits"]
+    response = client.get(hit["url"])
+    assert (hit["id"], response.status_code, response.headers["content-type"]) == ("red.png", 200, "image/png")
+    assert response.content == (image_folder / "red.png").read_bytes()
+    assert client.get("/indexes/pics/items/alpha/blue.webp").headers["content-type"] == "image/webp"
+    caption = client.get("/indexes/captions/items/red.png")  # image-capable encoder, but a text index: JSON
+    assert caption.json() == {"_id": "red.png", "text": "a red square", "metadata": {"image_path": "x.png"}}
+    (image_folder / "green.jpg").unlink()
+    assert client.get("/indexes/pics/items/green.jpg").status_code == 404
