@@ -20,10 +20,10 @@ from click.testing import CliRunner, Result
 from embedsearch import __version__
 from embedsearch.cli import cli
 from embedsearch.errors import UnknownIndexError
+from tests.cli.golden_help import assert_help_matches
 from tests.conftest import ANIMALS
 
 GOLDEN = Path(__file__).parent / "golden"
-REGENERATE = os.environ.get("EMBEDSEARCH_REGEN_GOLDEN") == "1"
 PETS = {r["_id"] for r in ANIMALS if r["kind"] == "pet"}
 WILD_QUERY = "eagle bird of prey soars high, shark fish of the ocean"
 
@@ -465,21 +465,7 @@ HELP_PATHS = [
 
 @pytest.mark.parametrize("path", HELP_PATHS, ids=lambda p: " ".join(p) or "embedsearch")
 def test_help_matches_the_saved_copy(path):
-    result = CliRunner().invoke(
-        cli,
-        [*path, "--help"],
-        prog_name="embedsearch",
-        terminal_width=100,
-        env={"EMBEDSEARCH_HOME": None, "COLUMNS": None},
-    )
-    assert result.exit_code == 0, result.output
-    golden = GOLDEN / ("_".join(["embedsearch", *path]) + ".txt")
-    if REGENERATE:
-        golden.parent.mkdir(exist_ok=True)
-        golden.write_text(result.stdout, encoding="utf-8")
-    assert result.stdout == golden.read_text(encoding="utf-8"), (
-        f"{golden.name} differs; if the change is intended, rerun with EMBEDSEARCH_REGEN_GOLDEN=1"
-    )
+    assert_help_matches(path, GOLDEN)
 
 
 def test_a_plugin_that_cannot_be_imported_is_a_one_line_error(tmp_path):

@@ -5,7 +5,6 @@ output is compared to tests/train/golden/ (``EMBEDSEARCH_REGEN_GOLDEN=1`` rewrit
 from __future__ import annotations
 
 import json
-import os
 import re
 from pathlib import Path
 
@@ -13,10 +12,10 @@ import pytest
 from click.testing import CliRunner, Result
 
 from embedsearch.cli import cli
+from tests.cli.golden_help import assert_help_matches
 from tests.train.conftest import toy_pairs, write_jsonl
 
 GOLDEN = Path(__file__).parent / "golden"
-REGENERATE = os.environ.get("EMBEDSEARCH_REGEN_GOLDEN") == "1"
 QUICK = ("--batch-size", "16", "--lr", "1e-3", "--max-steps", "2", "--dev-fraction", "0.2", "--quiet")
 
 
@@ -126,18 +125,4 @@ def test_option_values_are_checked_by_click(tmp_path, pairs_file, args):
 
 @pytest.mark.parametrize("path", [("train",), ("train", "text"), ("mine",)], ids=" ".join)
 def test_help_matches_the_saved_copy(path):
-    result = CliRunner().invoke(
-        cli,
-        [*path, "--help"],
-        prog_name="embedsearch",
-        terminal_width=100,
-        env={"EMBEDSEARCH_HOME": None, "COLUMNS": None},
-    )
-    assert result.exit_code == 0, result.output
-    golden = GOLDEN / ("_".join(["embedsearch", *path]) + ".txt")
-    if REGENERATE:
-        golden.parent.mkdir(exist_ok=True)
-        golden.write_text(result.stdout, encoding="utf-8")
-    assert result.stdout == golden.read_text(encoding="utf-8"), (
-        f"{golden.name} differs; rerun with EMBEDSEARCH_REGEN_GOLDEN=1"
-    )
+    assert_help_matches(path, GOLDEN)
