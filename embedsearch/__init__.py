@@ -22,6 +22,7 @@ _EXPORTS = {
     "read_documents": "embedsearch.data",
     "read_queries": "embedsearch.data",
     "read_qrels": "embedsearch.data",
+    "read_image_pairs": "embedsearch.data",
     "Encoder": "embedsearch.encoders",
     "get_encoder": "embedsearch.encoders",
     "list_encoders": "embedsearch.encoders",
@@ -36,6 +37,7 @@ _EXPORTS = {
     "Searcher": "embedsearch.search",
     "evaluate_index": "embedsearch.eval",
     "evaluate_run": "embedsearch.eval",
+    "evaluate_pairs": "embedsearch.eval",
     "TextTrainConfig": "embedsearch.train",
     "train_text": "embedsearch.train",
     "mine_hard_negatives": "embedsearch.mining",
@@ -44,11 +46,12 @@ _EXPORTS = {
 __all__ = [*_EXPORTS, "load_index", "__version__"]
 
 
-def load_index(name: str, home: str | None = None, encoder: Any = None) -> Any:
-    """Open index ``name`` for search (a :class:`Searcher`), with the encoder its manifest names."""
+def load_index(name: str, home: str | None = None, encoder: Any = None, *, query_kinds: Any = ()) -> Any:
+    """Open index ``name`` for search (a :class:`Searcher`), with the encoder its manifest names; ``query_kinds``
+    (``"text"``, ``"image"``) are checked against the manifest before the encoder is loaded."""
     from embedsearch.search import Searcher
 
-    return Searcher.open(name, home, encoder)
+    return Searcher.open(name, home, encoder, query_kinds=query_kinds)
 
 
 def __getattr__(name: str) -> Any:

@@ -93,3 +93,11 @@ def image_folder(tmp_path: Path) -> Path:
     (folder / "broken.gif").write_bytes(b"GIF89a but then nothing")
     (folder / "notes.txt").write_text("a note about the colour red", encoding="utf-8")
     return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_clip_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real open_clip model directory (tiny, random weights) that embeds images and text."""
+    from tests.open_clip_tiny import make_tiny_open_clip_dir
+
+    return make_tiny_open_clip_dir(tmp_path_factory.mktemp("models") / "tiny-clip")

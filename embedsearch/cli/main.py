@@ -40,6 +40,20 @@ def _report(err: EmbedsearchError) -> None:
             click.echo(f"  {problem}", err=True)
 
 
+class DefaultCommandGroup(click.Group):
+    """A group that runs its ``default`` subcommand when the first argument names none of its subcommands, so
+    that ``embedsearch eval NAME ...`` keeps meaning ``embedsearch eval index NAME ...``."""
+
+    def __init__(self, *args, default: str, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.default = default
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and args[0] not in self.get_help_option_names(ctx):
+            args = [self.default, *args]
+        return super().parse_args(ctx, args)
+
+
 @click.group(cls=ErrorMappingGroup)
 @click.option("--debug", is_flag=True, help="Show full tracebacks on errors.")
 @click.version_option(__version__, prog_name="embedsearch")

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import click
 
-from embedsearch.cli.main import cli
+from embedsearch.cli.main import DefaultCommandGroup, cli
 from embedsearch.cli.options import home_option, json_option, parse_where, quiet_option
 
 SNIPPET_CHARS = 160
@@ -15,36 +16,54 @@ SNIPPET_CHARS = 160
 @cli.command()
 @click.argument("name")
 @click.argument("query", required=False)
+@click.option(
+    "--image",
+    type=click.Path(exists=True, dir_okay=False),
+    help="Search by this image (the index's encoder must embed images).",
+)
 @click.option("-k", "k", type=click.IntRange(min=1), default=10, show_default=True, help="How many documents.")
 @click.option("--where", multiple=True, metavar="KEY=VALUE", help="Keep documents whose metadata matches.")
-@click.option("--queries", type=click.Path(dir_okay=False), help="JSONL of {_id, text}: one JSON line out per query.")
+@click.option(
+    "--queries",
+    type=click.Path(dir_okay=False),
+    help="JSONL of {_id, text} or {_id, image} (path from the file's folder): one JSON line out per query.",
+)
 @click.option("--encoder", help="Query encoder (must match the index's; default: the one it was built with).")
 @click.option("--ef-search", type=click.IntRange(min=1), help="HNSW search breadth.")
 @click.option("--nprobe", type=click.IntRange(min=1), help="IVF lists visited.")
 @home_option
 @json_option
 @quiet_option
-def search(name, query, k, where, queries, encoder, ef_search, nprobe, home, as_json, quiet) -> None:
-    """Search index NAME for QUERY (or for every line of --queries)."""
+def search(name, query, image, k, where, queries, encoder, ef_search, nprobe, home, as_json, quiet) -> None:
+    """Search index NAME for QUERY, for an --image, or for every line of --queries."""
     from embedsearch import load_index, read_queries
     from embedsearch.runtime import use_batch_threads, use_query_threads
 
-    if (query is None) == (queries is None):
-        raise click.UsageError("give either QUERY or --queries FILE")
+    if sum(given is not None for given in (query, image, queries)) != 1:
+        raise click.UsageError("give one of QUERY, --image FILE or --queries FILE")
     # input is checked before the index and its encoder are loaded, which can take seconds
     filters = parse_where(where)
-    texts = read_queries(queries) if queries is not None else None
-    searcher = load_index(name, home, encoder)
+    batch = read_queries(queries, images=True) if queries is not None else None
+    searcher = load_index(name, home, encoder, query_kinds=_query_kinds(query, batch))
     knobs = {key: v for key, v in (("ef_search", ef_search), ("nprobe", nprobe)) if v is not None}
-    if texts is None:
+    if batch is None:
         use_query_threads()
-        _print_hits(searcher.search(query, k, filters, **knobs), as_json)
+        if image is not None:
+            _print_hits(searcher.search_images([Path(image)], k, filters, **knobs)[0], as_json)
+        else:
+            _print_hits(searcher.search(query, k, filters, **knobs), as_json)
         return
     use_batch_threads()
-    results = searcher.search_many(list(texts.values()), k, filters, progress=not quiet, **knobs)
-    for query_id, hits in zip(texts, results, strict=True):
+    results = searcher.search_mixed(list(batch.values()), k, filters, progress=not quiet, **knobs)
+    for query_id, hits in zip(batch, results, strict=True):
         line = {"query_id": query_id, "results": [{"id": h.id, "score": h.score} for h in hits]}
         click.echo(json.dumps(line, ensure_ascii=False))
+
+
+def _query_kinds(query: str | None, batch: dict | None) -> set[str]:
+    if batch is None:
+        return {"text" if query is not None else "image"}
+    return {"text" if isinstance(value, str) else "image" for value in batch.values()}
 
 
 def _print_hits(hits, as_json: bool) -> None:
@@ -62,7 +81,18 @@ def _print_hits(hits, as_json: bool) -> None:
             click.echo(f"     {json.dumps(hit.metadata, ensure_ascii=False)}")
 
 
-@cli.command("eval")
+@cli.group(
+    "eval",
+    cls=DefaultCommandGroup,
+    default="index",
+    short_help="Evaluate an index on BEIR queries, or an image-text encoder on image-caption pairs.",
+)
+def evaluate() -> None:
+    """Measure retrieval quality: of an index on BEIR queries (`eval NAME ...` is `eval index NAME ...`), or
+    of an image-text encoder on image-caption pairs."""
+
+
+@evaluate.command("index")
 @click.argument("name")
 @click.option("--queries", type=click.Path(dir_okay=False), required=True, help="BEIR queries.jsonl.")
 @click.option("--qrels", type=click.Path(dir_okay=False), required=True, help="BEIR qrels TSV (with header).")
@@ -70,7 +100,7 @@ def _print_hits(hits, as_json: bool) -> None:
 @home_option
 @json_option
 @quiet_option
-def evaluate(name, queries, qrels, k, home, as_json, quiet) -> None:
+def evaluate_index_command(name, queries, qrels, k, home, as_json, quiet) -> None:
     """nDCG@10, Recall@10, Recall@100 and MRR@10 of index NAME on the queries judged in QRELS."""
     from embedsearch import load_index
     from embedsearch.eval import evaluate_index
@@ -87,3 +117,37 @@ def evaluate(name, queries, qrels, k, home, as_json, quiet) -> None:
         f"{'queries':<11}{report.queries}"
         + (f" ({report.missing_queries} without text)" if report.missing_queries else "")
     )
+
+
+@evaluate.command("pairs")
+@click.option("--encoder", required=True, help="Encoder name or model directory; it must embed images and text.")
+@click.option(
+    "--pairs",
+    "pairs_file",
+    type=click.Path(dir_okay=False),
+    required=True,
+    help="JSONL of {image, text} lines; an image may have several captions and a caption several images.",
+)
+@click.option(
+    "--images-root",
+    type=click.Path(file_okay=False),
+    help="Folder that relative image paths start from.  [default: the pairs file's folder]",
+)
+@click.option("--split", help="Keep only the lines whose 'split' field is this (e.g. test).")
+@json_option
+@quiet_option
+def evaluate_pairs_command(encoder, pairs_file, images_root, split, as_json, quiet) -> None:
+    """Recall@1/5/10 from each image to its captions and from each distinct caption to its images."""
+    from embedsearch.eval import evaluate_pairs
+    from embedsearch.runtime import use_batch_threads
+
+    use_batch_threads()
+    report = evaluate_pairs(encoder, pairs_file, images_root, split=split, progress=not quiet)
+    if as_json:
+        click.echo(json.dumps(report.to_dict(), indent=2))
+        return
+    ks = sorted({int(key.rsplit("@", 1)[1]) for key in report.metrics})
+    click.echo(f"{'':<12}" + "".join(f"{f'R@{k}':>8}" for k in ks))
+    for direction, label in (("image_to_text", "image→text"), ("text_to_image", "text→image")):
+        click.echo(f"{label:<12}" + "".join(f"{report.metrics[f'{direction}_R@{k}']:>8.4f}" for k in ks))
+    click.echo(f"{report.images} images, {report.captions} distinct captions, {report.pairs} pairs")

@@ -9,28 +9,40 @@ from pathlib import Path
 from embedsearch.errors import SourceError
 
 
-def read_queries(path: str | Path) -> dict[str, str]:
+def read_queries(path: str | Path, *, images: bool = False) -> dict[str, str | Path]:
     """``{query_id: text}`` from a JSONL file of ``{"_id", "text"}`` lines (``id`` is accepted too).
 
-    Raises :class:`SourceError` naming ``file:line`` for a malformed line, a missing id or an empty text.
+    With ``images=True`` a line may be ``{"_id", "image"}`` instead: its value is the image file's ``Path``
+    (a relative one starts from the queries file's folder). Raises :class:`SourceError` naming ``file:line`` for
+    a malformed line, a missing id, an empty text or a missing image file.
     """
     path = Path(path)
-    queries: dict[str, str] = {}
+    queries: dict[str, str | Path] = {}
     for lineno, line in enumerate(_lines(path), 1):
         if not line.strip():
             continue
         try:
             record = json.loads(line)
             qid = str(record.get("_id", record.get("id", "")))
-            text = str(record.get("text") or "").strip()
         except (json.JSONDecodeError, AttributeError) as err:
             raise SourceError(f"{path}:{lineno}: not a JSON object ({err})") from err
-        if not qid or not text:
-            raise SourceError(f"{path}:{lineno}: a query needs '_id' and a non-empty 'text'")
-        queries[qid] = text
+        queries[qid] = _query(path, lineno, qid, record, images)
     if not queries:
         raise SourceError(f"{path}: no queries in the file")
     return queries
+
+
+def _query(path: Path, lineno: int, qid: str, record: dict, images: bool) -> str | Path:
+    text = str(record.get("text") or "").strip()
+    image = record.get("image") if images else None
+    if image is not None and qid and not text:
+        if not isinstance(image, str) or not (path.parent / image).is_file():
+            raise SourceError(f"{path}:{lineno}: query image {image!r} is not a file")
+        return (path.parent / image).resolve()
+    if not qid or not text or image is not None:
+        wanted = "either a non-empty 'text' or an 'image'" if images else "a non-empty 'text'"
+        raise SourceError(f"{path}:{lineno}: a query needs '_id' and {wanted}")
+    return text
 
 
 def read_qrels(path: str | Path) -> dict[str, dict[str, int]]:

@@ -18,14 +18,17 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".gif")
 WHITE = (255, 255, 255)
 
 
-def load_image(source: str | Path | bytes) -> Any:
+def load_image(source: str | Path | bytes | Any) -> Any:
     """Decode an image file (path or bytes) fully into an RGB ``PIL.Image``; transparent pixels are composited
-    on white, so that an encoder never sees the arbitrary colour hidden under alpha 0.
+    on white, so that an encoder never sees the arbitrary colour hidden under alpha 0. A ``PIL.Image`` is
+    flattened the same way.
 
     Raises ``ValueError`` with the reason for a file that is missing, truncated or not an image.
     """
     from PIL import Image, UnidentifiedImageError
 
+    if isinstance(source, Image.Image):
+        return _on_white(source)
     try:
         with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as picture:
             picture.load()

@@ -1,7 +1,8 @@
 """Find an encoder by name or by directory.
 
-A reference is a registered name (``minilm``), or the path of a model directory: one our trainer wrote or any
-sentence-transformers model. Plugins register more names: modules listed (comma-separated) in the environment
+A reference is a registered name (``minilm``), or the path of a model directory: one our trainer wrote (a
+sentence-transformers model, or an open_clip image–text model, see :mod:`embedsearch.encoders.open_clip_model`)
+or any sentence-transformers model. Plugins register more names: modules listed (comma-separated) in the environment
 variable ``EMBEDSEARCH_PLUGINS`` and entry points in the group ``embedsearch.encoders`` are imported first.
 Loaded encoders are cached, so indexes that use the same encoder share one model.
 """
@@ -102,5 +103,12 @@ def _sentence_transformer_directory(path: Path) -> Encoder | None:
     return SentenceTransformerEncoder(path)
 
 
+def _open_clip_directory(path: Path) -> Encoder | None:
+    from embedsearch.encoders.open_clip_model import OpenClipEncoder, is_open_clip_directory
+
+    return OpenClipEncoder(path) if is_open_clip_directory(path) else None
+
+
 register_encoder("minilm", _minilm)
 register_directory_loader(_sentence_transformer_directory)
+register_directory_loader(_open_clip_directory)

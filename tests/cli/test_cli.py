@@ -13,7 +13,6 @@ import math
 import os
 from pathlib import Path
 
-import click
 import pytest
 from click.testing import CliRunner, Result
 
@@ -21,67 +20,12 @@ from embedsearch import __version__
 from embedsearch.cli import cli
 from embedsearch.errors import UnknownIndexError
 from tests.cli.golden_help import assert_help_matches
+from tests.cli.helpers import error_line, hits, manifest, one_line_error, write_jsonl
 from tests.conftest import ANIMALS
 
 GOLDEN = Path(__file__).parent / "golden"
 PETS = {r["_id"] for r in ANIMALS if r["kind"] == "pet"}
 WILD_QUERY = "eagle bird of prey soars high, shark fish of the ocean"
-
-
-def write_jsonl(path: Path, records: list[dict]) -> Path:
-    path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
-    return path
-
-
-def _accepted_options(args: tuple[str, ...]) -> set[str]:
-    """The options of the (sub)command that ``args`` names, e.g. ``("index", "build", ...)``."""
-    command: click.Command = cli
-    for word in args:
-        if not isinstance(command, click.Group) or word not in command.commands:
-            break
-        command = command.commands[word]
-    return {option for param in command.params for option in param.opts}
-
-
-@pytest.fixture
-def es(home: Path):
-    """Run ``embedsearch ARGS --home HOME [--quiet]`` in-process; check the exit code and that no traceback
-    escaped (an error is ``SystemExit`` from the CLI's error mapping, never another exception)."""
-    runner = CliRunner()
-
-    def run(*args: str | Path, code: int = 0) -> Result:
-        words = tuple(str(a) for a in args)
-        extra = ["--home", str(home)] + (["--quiet"] if "--quiet" in _accepted_options(words) else [])
-        result = runner.invoke(cli, [*words, *extra], env={"EMBEDSEARCH_HOME": None})
-        shown = f"args {words}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"
-        assert result.exception is None or isinstance(result.exception, SystemExit), shown
-        assert "Traceback" not in result.output, shown
-        assert result.exit_code == code, shown
-        return result
-
-    return run
-
-
-def error_line(result: Result) -> str:
-    """The one ``Error: ...`` line of a failed command (click's usage errors put a usage text above it)."""
-    lines = [line for line in result.stderr.splitlines() if line.startswith("Error: ")]
-    assert len(lines) == 1, result.stderr
-    assert result.stdout == ""
-    return lines[0]
-
-
-def one_line_error(result: Result) -> str:
-    """An embedsearch error: exactly one line on stderr, nothing on stdout."""
-    assert result.stderr.count("\n") == 1, result.stderr
-    return error_line(result)
-
-
-def hits(es, *args: str | Path) -> list[dict]:
-    return json.loads(es("search", *args, "--json").stdout)
-
-
-def manifest(es, name: str = "zoo") -> dict:
-    return json.loads(es("index", "info", name, "--json").stdout)
 
 
 @pytest.fixture
@@ -327,8 +271,8 @@ def test_a_malformed_queries_file(zoo, es, tmp_path):
 @pytest.mark.parametrize(
     ("args", "expected"),
     [
-        (("zoo",), "give either QUERY or --queries FILE"),
-        (("zoo", "cat", "--queries", "q.jsonl"), "give either QUERY or --queries FILE"),
+        (("zoo",), "give one of QUERY, --image FILE or --queries FILE"),
+        (("zoo", "cat", "--queries", "q.jsonl"), "give one of QUERY, --image FILE or --queries FILE"),
         (("zoo", "cat", "--where", "kind"), "expected key=value, got 'kind'"),
         (("nope", "cat", "--where", "=pet"), "expected key=value, got '=pet'"),  # before the index is opened
         (("zoo", "cat", "-k", "0"), "-k"),
@@ -459,6 +403,7 @@ HELP_PATHS = [
     *[("index", c) for c in ("build", "add", "delete", "info", "list")],
     ("search",),
     ("eval",),
+    *[("eval", c) for c in ("index", "pairs")],
     ("demo",),
 ]
 
