@@ -5,6 +5,10 @@
 qrels of a BEIR folder, optionally with mined hard negatives) or self-supervised on a raw corpus (random crops,
 or dropout as the augmentation), with symmetric InfoNCE over in-batch negatives.
 
+``train_clip(ClipTrainConfig(pairs=..., out=...))`` trains an open_clip image–text model on image–caption pairs
+(CLIP or SigLIP loss, a pretrained text tower locked or not); ``train_simclr(SimclrTrainConfig(images=...,
+out=...))`` trains an image encoder self-supervised on an image folder. Both write an open_clip model directory.
+
 Names are imported lazily, so that reading pairs (``embedsearch.train.pairs``) does not import torch.
 """
 
@@ -14,13 +18,18 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
+    "ClipTrainConfig": "embedsearch.train.clip_config",
     "InfoNCELoss": "embedsearch.train.losses",
+    "NTXentLoss": "embedsearch.train.losses",
     "Pair": "embedsearch.train.pairs",
     "read_beir_pairs": "embedsearch.train.pairs",
     "read_pairs_file": "embedsearch.train.pairs",
-    "StepReport": "embedsearch.train.trainer",
+    "SimclrTrainConfig": "embedsearch.train.clip_config",
+    "StepReport": "embedsearch.train.progress",
     "TextTrainConfig": "embedsearch.train.config",
     "TrainResult": "embedsearch.train.config",
+    "train_clip": "embedsearch.train.clip_trainer",
+    "train_simclr": "embedsearch.train.simclr",
     "train_text": "embedsearch.train.trainer",
 }
 

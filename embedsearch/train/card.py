@@ -38,21 +38,34 @@ def write_card(directory: Path, card: dict[str, Any]) -> Path:
     return path
 
 
-def plot_curves(path: Path, losses: list[float], evaluations: list[dict[str, Any]]) -> Path:
-    """A PNG with the training loss per step (left) and dev nDCG@10 per evaluation (right), drawn with
-    matplotlib's Agg canvas (no display, and no change to pyplot's global backend)."""
+def plot_curves(
+    path: Path,
+    losses: list[float],
+    evaluations: list[dict[str, Any]],
+    metrics: tuple[str, ...] = ("ndcg@10",),
+    *,
+    loss_name: str = "InfoNCE loss",
+    split: str = "dev",
+) -> Path:
+    """A PNG with the training loss per step (left) and each of ``metrics`` on the ``split`` set per evaluation
+    (right), drawn with matplotlib's Agg canvas (no display, and no change to pyplot's global backend).
+    ``evaluations`` are ``{"step": int, "metrics": {name: value}}``."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     figure = Figure(figsize=(10, 4), dpi=100)
     FigureCanvasAgg(figure)
-    loss_axes, dev_axes = figure.subplots(1, 2)
+    loss_axes, eval_axes = figure.subplots(1, 2)
     loss_axes.plot(range(1, len(losses) + 1), losses, linewidth=1)
-    loss_axes.set(title="training loss", xlabel="step", ylabel="InfoNCE loss")
+    loss_axes.set(title="training loss", xlabel="step", ylabel=loss_name)
     steps = [e["step"] for e in evaluations]
-    dev_axes.plot(steps, [e["metrics"]["ndcg@10"] for e in evaluations], marker="o")
-    dev_axes.set(title="dev nDCG@10", xlabel="step", ylabel="nDCG@10")
-    for axes in (loss_axes, dev_axes):
+    for metric in metrics:
+        eval_axes.plot(steps, [e["metrics"][metric] for e in evaluations], marker="o", label=metric)
+    title = f"{split} {metrics[0]}" if len(metrics) == 1 else f"{split} metrics"
+    eval_axes.set(title=title, xlabel="step", ylabel=metrics[0] if len(metrics) == 1 else "value")
+    if len(metrics) > 1:
+        eval_axes.legend(fontsize="small")
+    for axes in (loss_axes, eval_axes):
         axes.grid(alpha=0.3)
     figure.tight_layout()
     figure.savefig(path)

@@ -122,8 +122,9 @@ def _test_split_problem() -> str:
 
 @dataclass
 class TrainResult:
-    """What a finished run produced: the model directory ``out`` (the best checkpoint by dev nDCG@10, or the
-    last step without a dev set) and the numbers of its training card."""
+    """What a finished run produced: the model directory ``out`` (the best checkpoint by the validation metric,
+    dev nDCG@10 for text and mean Recall@k for images, or the last step without a validation set), the numbers
+    of its training card, and how many training images were skipped as unreadable."""
 
     out: Path
     steps: int
@@ -133,3 +134,4 @@ class TrainResult:
     wall_seconds: float = 0.0
     samples_per_second: float = 0.0
     card: dict[str, Any] = field(default_factory=dict)
+    skipped_images: int = 0

@@ -119,3 +119,13 @@ def gather_objects(value: object, cluster: Cluster) -> list[object]:
     values: list[object] = [None] * cluster.world
     dist.all_gather_object(values, value)
     return values
+
+
+def mean_over_processes(value: float, cluster: Cluster, device: torch.device | str = "cpu") -> float:
+    """The mean of every process's ``value`` (e.g. SigLIP's loss, which differs per process); ``device`` is
+    where the backend reduces (a CUDA device under NCCL)."""
+    if cluster.world == 1:
+        return value
+    total = torch.tensor([value], dtype=torch.float64, device=device)
+    dist.all_reduce(total)
+    return float(total.item()) / cluster.world

@@ -12,7 +12,7 @@ import math
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from typing import Any
 
 import numpy as np
@@ -39,34 +39,8 @@ from embedsearch.train.gradcache import contrastive_step, rng_state, set_rng_sta
 from embedsearch.train.losses import InfoNCELoss
 from embedsearch.train.model import TextModel
 from embedsearch.train.pairs import positives_by_anchor
+from embedsearch.train.progress import Progress, StepReport, check_same_run, linear_schedule
 from embedsearch.train.sampler import BatchPlan
-
-
-@dataclass(frozen=True)
-class StepReport:
-    """Handed to ``on_step`` after each step: ``step`` steps are done of ``total_steps``."""
-
-    step: int
-    total_steps: int
-    loss: float
-    lr: float
-    samples_per_second: float
-    evaluation: dict[str, float] | None = None
-
-
-@dataclass
-class Progress:
-    """The part of a run's state that is not tensors (checkpointed as plain values)."""
-
-    step: int = 0
-    losses: list[float] = field(default_factory=list)
-    evaluations: list[dict[str, Any]] = field(default_factory=list)
-    best_step: int = 0
-    best_score: float = -math.inf
-    train_seconds: float = 0.0
-    eval_seconds: float = 0.0
-    wall_seconds: float = 0.0
-    samples: int = 0
 
 
 def train_text(config: TextTrainConfig, on_step: Callable[[StepReport], None] | None = None) -> TrainResult:
@@ -232,7 +206,7 @@ class _Run:
         barrier(self.cluster)
 
     def _restore(self, state: dict[str, Any]) -> None:
-        _check_same_run(state, self.config, self.data, self.cluster)
+        check_same_run(state, self.config.identity(), self.data.fingerprint, self.cluster.world)
         self.model.st.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
@@ -294,19 +268,6 @@ class _Run:
         }
 
 
-def linear_schedule(total_steps: int, warmup: float) -> Callable[[int], float]:
-    """Learning-rate factor per step: linear warm-up over ``warmup * total_steps`` steps, then linear decay to
-    0 at ``total_steps`` (the schedule of ``transformers.get_linear_schedule_with_warmup``)."""
-    warm = int(total_steps * warmup)
-
-    def factor(step: int) -> float:
-        if step < warm:
-            return step / warm
-        return max(0.0, (total_steps - step) / max(1, total_steps - warm))
-
-    return factor
-
-
 def _batch_plan(config: TextTrainConfig, data: TrainingData, cluster: Cluster) -> BatchPlan:
     if config.batch_size % cluster.world:
         raise InvalidInputError(f"batch size {config.batch_size} does not split over {cluster.world} processes")
@@ -318,16 +279,3 @@ def _batch_plan(config: TextTrainConfig, data: TrainingData, cluster: Cluster) -
             f"too few training examples for one batch: {len(data.pairs)}{held} do not fill a batch of "
             f"{config.batch_size} with distinct anchors and positives; lower --batch-size or add data"
         ) from None
-
-
-def _check_same_run(state: dict[str, Any], config: TextTrainConfig, data: TrainingData, cluster: Cluster) -> None:
-    """A checkpoint may only continue the run that wrote it: same settings, data and number of processes."""
-    before, now = state["identity"], config.identity()
-    changed = sorted(k for k in set(before) | set(now) if before.get(k) != now.get(k))
-    if changed:
-        shown = ", ".join(f"{k} {before.get(k)!r} -> {now.get(k)!r}" for k in changed)
-        raise TrainingError(f"the checkpoint was written with other settings ({shown}); resume with the same ones")
-    if state["data"] != data.fingerprint:
-        raise TrainingError("the training data changed since the checkpoint was written; resume with the same files")
-    if state["world"] != cluster.world:
-        raise TrainingError(f"the checkpoint was written by {state['world']} process(es); resume with as many")

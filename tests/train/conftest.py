@@ -104,3 +104,20 @@ def beir_folder(tmp_path: Path) -> Path:
     (folder / "qrels" / "train.tsv").write_text(header + "".join(rows[:100]), encoding="utf-8")
     (folder / "qrels" / "test.tsv").write_text(header + "".join(rows[100:]), encoding="utf-8")
     return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_image_model() -> str:
+    """The name of a one-layer ViT config at 32 px, registered for the session (see tests/train/image_toys.py)."""
+    from tests.train.image_toys import register_tiny_model
+
+    return register_tiny_model()
+
+
+@pytest.fixture(scope="session")
+def colour_pairs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A pairs file of the flag toy (90 pictures in PNG, RGBA PNG, JPEG and GIF; 60 captions), written once."""
+    from tests.train.image_toys import write_colour_images, write_pairs
+
+    folder = tmp_path_factory.mktemp("colours")
+    return write_pairs(folder / "pairs.jsonl", write_colour_images(folder))

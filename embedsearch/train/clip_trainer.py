@@ -1,0 +1,237 @@
+"""``train_clip``: contrastive image–text training (CLIP or SigLIP) of an open_clip model.
+
+The losses are open_clip's own: ``ClipLoss`` (CLIP: Radford et al., "Learning Transferable Visual Models From
+Natural Language Supervision", 2021; symmetric InfoNCE, learnable temperature) gathers every process's
+features with their gradients and computes the loss of the whole global batch in every process;
+``SigLipLoss`` (SigLIP: Zhai et al., "Sigmoid Loss for Language Image Pre-Training", 2023; learnable
+temperature and bias) passes text features from process to process and sums the sigmoid losses of this
+process's images against every text, divided by this process's share of the batch. So under ``W`` processes
+SigLIP's per-process losses differ, and their mean (what is logged) is the one-process loss of the global
+batch; averaging gradients over processes gives its gradients.
+
+With a locked pretrained text tower (LiT) no text weight trains, so each distinct caption is embedded once,
+before the first step, and a step runs only the image tower.
+"""
+
+from __future__ import annotations
+
+import sys
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from open_clip.loss import ClipLoss, SigLipLoss
+from tqdm.auto import tqdm
+
+from embedsearch.metrics import image_text_recall
+from embedsearch.train.augment import Normalise, sample_seeds
+from embedsearch.train.clip_config import ClipTrainConfig
+from embedsearch.train.clip_data import load_clip_data
+from embedsearch.train.clip_model import (
+    BuiltModel,
+    build_clip_model,
+    lock_text_tower,
+    text_tower_folder,
+    tokenizer_of,
+    vision_config,
+)
+from embedsearch.train.config import TrainResult
+from embedsearch.train.distributed import Cluster, init_from_env, shutdown
+from embedsearch.train.image_run import BEST_METRIC, ImageRun
+from embedsearch.train.image_sampler import EpochPlan, caption_batches
+from embedsearch.train.progress import StepReport
+
+ENCODE_BATCH = 256
+RECALLS = tuple(f"{way}_R@{k}" for way in ("image_to_text", "text_to_image") for k in (1, 5, 10))
+
+
+def train_clip(config: ClipTrainConfig, on_step: Callable[[StepReport], None] | None = None) -> TrainResult:
+    """Train an image–text model as ``config`` says and write it to ``config.out``.
+
+    ``config.out`` ends up holding an open_clip model directory that ``get_encoder(str(out))`` loads (the best
+    by validation mean Recall@1/5/10, or the last step without validation), ``training_card.json`` and
+    ``training_curves.png``; nothing is written there before the end. Raises :class:`SourceError` for a
+    malformed pairs file or missing images, :class:`InvalidInputError` for bad settings or too few images for a
+    batch, :class:`UnknownEncoderError` for a text tower that cannot be loaded, :class:`OutputExistsError` for
+    an existing output without ``overwrite``, :class:`TrainingError` for a diverging loss or a checkpoint of
+    other settings or data. Unreadable images are skipped with a warning and counted.
+    """
+    cluster = init_from_env(config.device)
+    try:
+        return ClipRun(config, cluster, on_step).run()
+    finally:
+        shutdown(cluster)
+
+
+class ClipRun(ImageRun):
+    """One CLIP / SigLIP run; see :func:`train_clip`."""
+
+    config: ClipTrainConfig
+    modalities = ("image", "text")
+    plotted_metrics = (*RECALLS, BEST_METRIC)
+
+    def _prepare(self) -> None:
+        config = self.config
+        self.kind, self.loss_name = config.loss, {"clip": "CLIP loss", "siglip": "SigLIP loss"}[config.loss]
+        vision, _, _ = vision_config(config.model, config.image_size)
+        text_tower_folder(config.text_tower)  # fail on a bad reference before decoding anything
+        self.data = load_clip_data(config, vision["image_size"])
+        self.fingerprint, self.has_val = self.data.fingerprint, self.data.val is not None
+        self.plan = self._plan()
+        self.built = self._build_model()
+        self.tokens = tokenizer_of(self.built.model_cfg)(self.data.captions)
+        self.text_features = self._embed_all_captions() if config.text_frozen else None
+        self.augment = self.train_augment()
+        self.normalise = Normalise(self.built.preprocess_cfg["mean"], self.built.preprocess_cfg["std"])
+        self.loss_fn = clip_loss(config.loss, self.cluster)
+
+    def _build_model(self) -> BuiltModel:
+        config = self.config
+        torch.manual_seed(config.seed)
+        built = build_clip_model(
+            config.model,
+            config.image_size,
+            config.text_tower,
+            context_length=config.context_length,
+            temperature=config.initial_temperature,
+            siglip=config.loss == "siglip",
+        )
+        if config.text_locked:
+            lock_text_tower(built.model, config.unlocked_layers)
+        built.model.to(self.device)
+        return built
+
+    def _plan(self) -> EpochPlan:
+        config, train = self.config, self.data.train
+
+        def batches_of(epoch: int) -> list[list[tuple[int, int]]]:
+            batches = caption_batches(train.image_to_texts, config.batch_size, config.seed, epoch)
+            return [[(train.rows[i], caption) for i, caption in batch] for batch in batches]
+
+        try:
+            return EpochPlan(batches_of, config.epochs, config.max_steps)
+        except ValueError:
+            held = len(self.data.val.rows) if self.data.val and config.val is None else 0
+            raise self.too_few(len(train.rows), held, "images and captions") from None
+
+    @property
+    def _text_frozen(self) -> bool:
+        return self.text_features is not None
+
+    def _train_mode(self) -> None:
+        self.model.train()
+        if self.config.text_locked and hasattr(self.model, "text"):
+            self.model.text.eval()  # a locked tower, its unlocked top layers included, runs without dropout
+
+    def _embed_all_captions(self) -> torch.Tensor:
+        """Normalised features ``(n_captions, dim)`` of every distinct caption by the frozen text tower, embedded
+        in batches of similar length (cut to their longest caption: see :func:`trim_padding`)."""
+        model = self.built.model.eval()
+        pad = _pad_id(model)
+        order = torch.argsort((self.tokens != pad).sum(1), descending=True, stable=True)
+        features = None
+        with torch.inference_mode():
+            for start in tqdm(
+                range(0, len(order), ENCODE_BATCH), desc="embedding captions", disable=self.quiet, file=sys.stderr
+            ):
+                chunk = order[start : start + ENCODE_BATCH]
+                tokens = trim_padding(self.tokens[chunk], pad).to(self.device)
+                part = F.normalize(model.encode_text(tokens).float(), dim=-1)
+                if features is None:
+                    features = torch.empty((len(order), part.shape[1]), device=part.device)
+                features[chunk.to(part.device)] = part
+        return features
+
+    def _loss(self, batch: list[tuple[int, int]], step: int) -> tuple[torch.Tensor, int]:
+        share = self.local_share(batch)
+        rows = torch.tensor([row for row, _ in batch[share]])
+        captions = torch.tensor([caption for _, caption in batch[share]])
+        seeds = sample_seeds(self.config.seed, step, len(batch))[share]
+        pixels = self.augment(self.data.cache.pixels[rows], seeds).to(self.device)
+        image_features = F.normalize(self.model.encode_image(pixels), dim=-1)
+        text_features = self._text_features(captions)
+        scale = self.model.logit_scale.exp()
+        if self.config.loss == "siglip":
+            return self.loss_fn(image_features, text_features, scale, self.model.logit_bias), len(batch)
+        return self.loss_fn(image_features, text_features, scale), len(batch)
+
+    def _text_features(self, captions: torch.Tensor) -> torch.Tensor:
+        if self._text_frozen:
+            return self.text_features[captions.to(self.text_features.device)]
+        tokens = trim_padding(self.tokens[captions], _pad_id(self.model))
+        return F.normalize(self.model.encode_text(tokens.to(self.device)), dim=-1)
+
+    def _metrics(self) -> dict[str, float]:
+        val = self.data.val
+        captions = val.captions
+        column = {caption: i for i, caption in enumerate(captions)}
+        images = self._embed_images(val.rows)
+        ids = torch.tensor(captions)
+        texts = torch.cat([self._text_features(part).float().cpu() for part in ids.split(ENCODE_BATCH)]).numpy()
+        metrics = image_text_recall(images, texts, [[column[t] for t in texts_] for texts_ in val.image_to_texts])
+        return {**metrics, BEST_METRIC: float(np.mean([metrics[name] for name in RECALLS]))}
+
+    def _embed_images(self, rows: list[int]) -> np.ndarray:
+        """Normalised float32 ``(len(rows), dim)`` features of cached images (no augmentation)."""
+        parts = []
+        for start in range(0, len(rows), ENCODE_BATCH):
+            pixels = self.normalise(self.data.cache.pixels[rows[start : start + ENCODE_BATCH]]).to(self.device)
+            parts.append(F.normalize(self.model.encode_image(pixels).float(), dim=-1).cpu().numpy())
+        return np.concatenate(parts)
+
+    def skipped_images(self) -> int:
+        return len(self.data.cache.skipped)
+
+    def _text_tower_source(self) -> Path | None:
+        return self.built.text_tower_source
+
+    def _describe(self) -> dict[str, Any]:
+        return {
+            **self.data.describe(),
+            "text_tower": {
+                "reference": self.config.text_tower,
+                "path": None if self.built.text_tower_source is None else str(self.built.text_tower_source),
+                "locked": self.config.text_locked,
+                "unlocked_layers": self.config.unlocked_layers,
+                "features_cached": self._text_frozen,
+            },
+        }
+
+
+def trim_padding(tokens: torch.Tensor, pad: int | None) -> torch.Tensor:
+    """``tokens`` ``(n, length)`` without the trailing columns that are padding in every row (``pad`` None: as
+    is). Exact for a Hugging Face tower (padding is masked out and positions count from the start) and ten times
+    cheaper for short captions padded to 77 tokens."""
+    if pad is None:
+        return tokens
+    used = (tokens != pad).any(0).nonzero()
+    return tokens[:, : int(used.max()) + 1] if len(used) else tokens
+
+
+def _pad_id(model: torch.nn.Module) -> int | None:
+    """The padding token of a Hugging Face text tower; None for open_clip's, whose ``CLIP.encode_text`` needs
+    the full context length."""
+    config = getattr(getattr(model, "text", None), "config", None)
+    return getattr(config, "pad_token_id", None)
+
+
+def clip_loss(kind: str, cluster: Cluster) -> torch.nn.Module:
+    """open_clip's ``ClipLoss`` (every process computes the global batch's loss from features gathered with
+    their gradients) or ``SigLipLoss`` (features exchanged between neighbouring processes)."""
+    if kind == "siglip":
+        return SigLipLoss(rank=cluster.rank, world_size=cluster.world)
+    return QuietClipLoss(local_loss=False, gather_with_grad=True, rank=cluster.rank, world_size=cluster.world)
+
+
+class QuietClipLoss(ClipLoss):
+    """open_clip's ``ClipLoss``, without the FutureWarning torch 2.14 gives for the
+    ``torch.distributed.nn.all_gather`` it gathers with (the arithmetic is unchanged)."""
+
+    def forward(self, *args, **kwargs):
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r"torch\.distributed\.nn\.functional\.all_gather")
+            return super().forward(*args, **kwargs)

@@ -1,0 +1,47 @@
+"""The process side of tests/train/test_image_distributed.py: one rank of a 2-process gloo group builds a CLIP,
+a SigLIP and a SimCLR run on the flag toy (a one-layer ViT: no BatchNorm, no dropout) and saves the loss and
+gradients of the first step, computed on its half of the global batch."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+from embedsearch.train.clip_config import ClipTrainConfig, SimclrTrainConfig
+from embedsearch.train.clip_trainer import ClipRun
+from embedsearch.train.distributed import Cluster, init_from_env, shutdown
+from embedsearch.train.simclr import SimclrRun
+from tests.train.image_toys import register_tiny_model
+
+RUNS = ("clip", "siglip", "simclr")
+
+
+def first_step(cluster: Cluster, folder: Path, kind: str) -> tuple[float, dict[str, torch.Tensor]]:
+    """The loss (mean over processes) and the process-averaged gradients of step 1 of run ``kind``."""
+    settings = {"model": register_tiny_model(), "batch_size": 8, "val_fraction": 0.25, "quiet": True}
+    out = folder / f"{kind}-{cluster.world}-{cluster.rank}"
+    if kind == "simclr":
+        run = SimclrRun(SimclrTrainConfig(images=folder / "images", out=out, **settings), cluster)
+    else:
+        config = ClipTrainConfig(pairs=folder / "pairs.jsonl", out=out, text_tower="open_clip", loss=kind, **settings)
+        run = ClipRun(config, cluster)
+    loss, _ = run.backward(0)
+    named = run.trainable.named_parameters()
+    return loss, {name: p.grad.clone() for name, p in named if p.grad is not None}
+
+
+def worker(rank: int, world: int, port: int, folder: str) -> None:
+    """Entry point for ``torch.multiprocessing.spawn``: join the group from the environment, step, save."""
+    os.environ.update(
+        {"RANK": str(rank), "WORLD_SIZE": str(world), "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}
+    )
+    os.environ["EMBEDSEARCH_THREADS"] = "1"
+    torch.set_num_threads(1)
+    cluster = init_from_env()
+    try:
+        results = {kind: first_step(cluster, Path(folder), kind) for kind in RUNS}
+    finally:
+        shutdown(cluster)
+    torch.save(results, Path(folder) / f"rank{rank}.pt")

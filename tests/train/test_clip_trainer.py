@@ -1,0 +1,179 @@
+"""``train_clip`` end to end with a one-layer ViT at 32 px on the colour toy: it learns, it is reproducible, a
+resumed run equals an uninterrupted one, a locked text tower is run once per caption and never in a step,
+and the output is an encoder embedsearch loads by path."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from embedsearch.encoders import get_encoder
+from embedsearch.errors import InvalidInputError, OutputExistsError
+from embedsearch.train import ClipTrainConfig, train_clip
+from embedsearch.train.clip_model import build_clip_model, tokenizer_of
+from embedsearch.train.clip_trainer import _pad_id, trim_padding
+
+FAST = {"batch_size": 8, "lr": 2e-3, "warmup": 0.0, "val_fraction": 0.25, "quiet": True, "text_tower": "open_clip"}
+
+
+def weights(directory) -> dict[str, torch.Tensor]:
+    return load_file(directory / "open_clip_model.safetensors")
+
+
+@pytest.fixture(scope="module")
+def trained(colour_pairs, tiny_image_model, tmp_path_factory):
+    config = ClipTrainConfig(
+        pairs=colour_pairs,
+        out=tmp_path_factory.mktemp("clip") / "model",
+        model=tiny_image_model,
+        max_steps=40,
+        eval_every=20,
+        **FAST,
+    )
+    return config, train_clip(config)
+
+
+def test_training_lowers_the_loss_and_raises_validation_recall(trained):
+    _, result = trained
+    losses = result.card["losses"]
+    assert len(losses) == result.steps == 40
+    assert np.mean(losses[-5:]) < 0.6 * np.mean(losses[:5])
+    recall = {e["step"]: e["metrics"]["mean_recall"] for e in result.evaluations}
+    assert list(recall) == [0, 20, 40] and max(recall.values()) > recall[0] + 0.1
+    assert result.best_step == max(recall, key=recall.get) and result.best_metrics["mean_recall"] == max(
+        recall.values()
+    )
+    assert set(result.best_metrics) >= {f"{w}_R@{k}" for w in ("image_to_text", "text_to_image") for k in (1, 5, 10)}
+
+
+def test_the_output_is_an_encoder_with_its_card_and_curves(trained):
+    config, result = trained
+    out = config.out
+    names = {p.name for p in out.iterdir()}
+    assert {"open_clip_config.json", "open_clip_model.safetensors", "embedsearch_encoder.json"} <= names
+    assert (out / "training_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not out.with_name("model.tmp-train").exists()
+    card = json.loads((out / "training_card.json").read_text())
+    assert card["kind"] == "clip" and card["best"]["step"] == result.best_step and len(card["evaluations"]) == 3
+    assert card["data"]["train"]["images"] + card["data"]["val"]["images"] == 90
+    assert card["settings"]["batch_size"] == 8 and card["model"]["model_cfg"]["embed_dim"] == 32
+    encoder = get_encoder(str(out))
+    folder = config.pairs.parent / "images"
+    images = encoder.encode_image([folder / "red-green-a.png", folder / "red-green-c.gif"])
+    texts = encoder.encode_text(["red green", "flag of red and green"])
+    assert images.shape == texts.shape == (2, 32)
+    assert np.allclose(np.linalg.norm(images, axis=1), 1, atol=1e-3)
+
+
+def test_seeded_runs_are_identical(colour_pairs, tiny_image_model, tmp_path):
+    config = ClipTrainConfig(
+        pairs=colour_pairs, out=tmp_path / "a", model=tiny_image_model, max_steps=3, loss="siglip", **FAST
+    )
+    first, second = train_clip(config), train_clip(replace(config, out=tmp_path / "b"))
+    other = train_clip(replace(config, out=tmp_path / "c", seed=7))
+    assert first.card["losses"] == second.card["losses"] != other.card["losses"]
+    a, b = weights(tmp_path / "a"), weights(tmp_path / "b")
+    assert "logit_bias" in a and all(torch.equal(a[k], b[k]) for k in a)
+
+
+class Interrupt(Exception):
+    pass
+
+
+def test_a_resumed_run_ends_with_the_weights_of_an_uninterrupted_one(colour_pairs, tiny_image_model, tmp_path):
+    config = ClipTrainConfig(
+        pairs=colour_pairs,
+        out=tmp_path / "whole",
+        model=tiny_image_model,
+        max_steps=5,
+        eval_every=2,
+        save_every=2,
+        **FAST,
+    )
+    whole = train_clip(config)
+    broken = replace(config, out=tmp_path / "resumed")
+
+    def stop_at_3(report):
+        if report.step == 3:
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        train_clip(broken, on_step=stop_at_3)  # the last checkpoint is at step 2
+    assert not broken.out.exists() and (tmp_path / "resumed.tmp-train" / "checkpoint.pt").is_file()
+    with pytest.raises(OutputExistsError, match="interrupted run"):
+        train_clip(broken)
+    resumed = train_clip(replace(broken, resume=True))
+    assert resumed.card["losses"] == pytest.approx(whole.card["losses"], rel=1e-5)
+    assert [e["step"] for e in resumed.evaluations] == [0, 2, 4, 5]
+    expected, got = weights(config.out), weights(broken.out)
+    for key in expected:
+        torch.testing.assert_close(got[key], expected[key], rtol=1e-5, atol=1e-6)
+
+
+def test_a_locked_text_tower_embeds_each_caption_once_and_never_in_a_step(
+    colour_pairs, tiny_image_model, tiny_model, tmp_path, monkeypatch
+):
+    from open_clip.hf_model import HFTextEncoder
+
+    calls = []
+    original = HFTextEncoder.forward
+    monkeypatch.setattr(HFTextEncoder, "forward", lambda self, x: calls.append(len(x)) or original(self, x))
+    settings = {**FAST, "text_tower": str(tiny_model)}
+    config = ClipTrainConfig(pairs=colour_pairs, out=tmp_path / "lit", model=tiny_image_model, max_steps=4, **settings)
+    result = train_clip(config)
+    assert calls == [60]  # every distinct caption, in one batch, before the first step; evaluations reuse them
+    text = result.card["data"]["text_tower"]
+    assert text["locked"] and text["features_cached"] and result.card["model"]["model_cfg"]["embed_dim"] == 32
+    trained, base = weights(tmp_path / "lit"), load_file(tiny_model / "model.safetensors")
+    assert torch.equal(
+        trained["text.transformer.embeddings.word_embeddings.weight"], base["embeddings.word_embeddings.weight"]
+    )
+    encoder = get_encoder(str(tmp_path / "lit"))
+    assert encoder.encode_text(["red green"]).shape == (1, 32)
+
+
+def test_too_few_images_for_a_batch_fail_before_anything_is_written(colour_pairs, tiny_image_model, tmp_path):
+    config = ClipTrainConfig(
+        pairs=colour_pairs, out=tmp_path / "m", model=tiny_image_model, **{**FAST, "batch_size": 96}
+    )
+    with pytest.raises(InvalidInputError, match="too few training examples for one batch: 59 images"):
+        train_clip(config)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_cutting_padding_leaves_a_hugging_face_towers_features_unchanged(tiny_image_model, tiny_model):
+    built = build_clip_model(tiny_image_model, None, str(tiny_model))
+    model = built.model.eval()
+    tokens = tokenizer_of(built.model_cfg)(["red green", "flag of red and green", "a much longer caption of a flag"])
+    short = trim_padding(tokens, _pad_id(model))
+    assert tokens.shape[1] == 64 and short.shape[1] < 16  # the tiny BERT has 64 positions
+    with torch.inference_mode():
+        torch.testing.assert_close(model.encode_text(short), model.encode_text(tokens), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_emoji_with_a_locked_minilm_trains_an_encoder_whose_captions_are_minilms(shared_data, minilm, tmp_path):
+    """The default recipe (es-resnet-64 at 64 px, MiniLM locked) for two steps on 300 emoji images."""
+    config = ClipTrainConfig(
+        pairs=shared_data / "emoji" / "captions.jsonl",
+        split="train",
+        out=tmp_path / "emoji",
+        limit=300,
+        batch_size=32,
+        max_steps=2,
+        eval_every=2,
+        quiet=True,
+    )
+    result = train_clip(config)
+    assert [e["step"] for e in result.evaluations] == [0, 2] and result.card["data"]["text_tower"]["features_cached"]
+    encoder = get_encoder(str(config.out))
+    assert encoder.dim == minilm.dim == 384
+    captions = ["grinning face with big eyes", "red heart"]
+    np.testing.assert_allclose(encoder.encode_text(captions), minilm.encode_text(captions), atol=1e-4)
+    images = encoder.encode_image([shared_data / "emoji" / "images" / "google" / "1f603.png"])
+    assert images.shape == (1, 384)
