@@ -62,8 +62,8 @@ def image_text_recall(
             f"{images.shape}, {texts.shape} and {len(image_to_texts)} lists"
         )
     text_to_images = _inverted(image_to_texts, len(texts))
-    i2t = _recall_at(images, texts, image_to_texts, ks)
-    t2i = _recall_at(texts, images, text_to_images, ks)
+    i2t = recall_at_k(images, texts, image_to_texts, ks)
+    t2i = recall_at_k(texts, images, text_to_images, ks)
     return {
         **{f"image_to_text_R@{k}": value for k, value in zip(ks, i2t, strict=True)},
         **{f"text_to_image_R@{k}": value for k, value in zip(ks, t2i, strict=True)},
@@ -84,8 +84,12 @@ def _inverted(image_to_texts: Sequence[Sequence[int]], n_texts: int) -> list[lis
     return owners
 
 
-def _recall_at(queries: np.ndarray, candidates: np.ndarray, relevant: Sequence[Sequence[int]], ks) -> list[float]:
-    """Per k, the fraction of queries with a relevant candidate among the k best (ties count against)."""
+def recall_at_k(
+    queries: np.ndarray, candidates: np.ndarray, relevant: Sequence[Sequence[int]], ks: Sequence[int] = RECALL_KS
+) -> list[float]:
+    """Per k, the fraction of ``queries`` ``(n, dim)`` with a relevant candidate (``relevant[i]``: indexes into
+    ``candidates`` ``(m, dim)``) among the k best by inner product; a wrong candidate tying the best right one
+    counts as ranked above it. Candidates need not be anyone's partner (e.g. a gallery of every caption)."""
     found = np.zeros(len(ks), dtype=np.int64)
     for start in range(0, len(queries), _BLOCK):
         scores = queries[start : start + _BLOCK] @ candidates.T

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from open_clip.loss import ClipLoss, SigLipLoss
 from tqdm.auto import tqdm
 
+from embedsearch.encoders.open_clip_model import pad_id, trim_padding
 from embedsearch.metrics import image_text_recall
 from embedsearch.train.augment import Normalise, sample_seeds
 from embedsearch.train.clip_config import ClipTrainConfig
@@ -131,7 +132,7 @@ class ClipRun(ImageRun):
         """Normalised features ``(n_captions, dim)`` of every distinct caption by the frozen text tower, embedded
         in batches of similar length (cut to their longest caption: see :func:`trim_padding`)."""
         model = self.built.model.eval()
-        pad = _pad_id(model)
+        pad = pad_id(model)
         order = torch.argsort((self.tokens != pad).sum(1), descending=True, stable=True)
         features = None
         with torch.inference_mode():
@@ -162,7 +163,7 @@ class ClipRun(ImageRun):
     def _text_features(self, captions: torch.Tensor) -> torch.Tensor:
         if self._text_frozen:
             return self.text_features[captions.to(self.text_features.device)]
-        tokens = trim_padding(self.tokens[captions], _pad_id(self.model))
+        tokens = trim_padding(self.tokens[captions], pad_id(self.model))
         return F.normalize(self.model.encode_text(tokens.to(self.device)), dim=-1)
 
     def _metrics(self) -> dict[str, float]:
@@ -200,23 +201,6 @@ class ClipRun(ImageRun):
                 "features_cached": self._text_frozen,
             },
         }
-
-
-def trim_padding(tokens: torch.Tensor, pad: int | None) -> torch.Tensor:
-    """``tokens`` ``(n, length)`` without the trailing columns that are padding in every row (``pad`` None: as
-    is). Exact for a Hugging Face tower (padding is masked out and positions count from the start) and ten times
-    cheaper for short captions padded to 77 tokens."""
-    if pad is None:
-        return tokens
-    used = (tokens != pad).any(0).nonzero()
-    return tokens[:, : int(used.max()) + 1] if len(used) else tokens
-
-
-def _pad_id(model: torch.nn.Module) -> int | None:
-    """The padding token of a Hugging Face text tower; None for open_clip's, whose ``CLIP.encode_text`` needs
-    the full context length."""
-    config = getattr(getattr(model, "text", None), "config", None)
-    return getattr(config, "pad_token_id", None)
 
 
 def clip_loss(kind: str, cluster: Cluster) -> torch.nn.Module:

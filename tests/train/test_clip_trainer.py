@@ -13,10 +13,10 @@ import torch
 from safetensors.torch import load_file
 
 from embedsearch.encoders import get_encoder
+from embedsearch.encoders.open_clip_model import pad_id, trim_padding
 from embedsearch.errors import InvalidInputError, OutputExistsError
 from embedsearch.train import ClipTrainConfig, train_clip
 from embedsearch.train.clip_model import build_clip_model, tokenizer_of
-from embedsearch.train.clip_trainer import _pad_id, trim_padding
 
 FAST = {"batch_size": 8, "lr": 2e-3, "warmup": 0.0, "val_fraction": 0.25, "quiet": True, "text_tower": "open_clip"}
 
@@ -150,7 +150,7 @@ def test_cutting_padding_leaves_a_hugging_face_towers_features_unchanged(tiny_im
     built = build_clip_model(tiny_image_model, None, str(tiny_model))
     model = built.model.eval()
     tokens = tokenizer_of(built.model_cfg)(["red green", "flag of red and green", "a much longer caption of a flag"])
-    short = trim_padding(tokens, _pad_id(model))
+    short = trim_padding(tokens, pad_id(model))
     assert tokens.shape[1] == 64 and short.shape[1] < 16  # the tiny BERT has 64 positions
     with torch.inference_mode():
         torch.testing.assert_close(model.encode_text(short), model.encode_text(tokens), rtol=1e-5, atol=1e-6)
