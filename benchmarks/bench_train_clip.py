@@ -1,0 +1,562 @@
+"""Image–text training on the emoji set: unseen concepts and an unseen drawing style, how long it takes, and how
+fast it trains next to open_clip's own training loop.
+
+Configurations, side by side in one run, each in its own child process:
+
+* ``unseen-concepts``: ``train_clip`` on the train-split ids of all three vendors; evaluated on the test-split
+  ids (all three vendors' images), which nothing in training saw.
+* ``heldout-<vendor>`` (``--heldout``, default facebook): ``train_clip`` on the train-split ids of the two
+  other vendors; evaluated on the held-out vendor's images of the train-split ids and of the test-split ids.
+* ``throughput-embedsearch`` / ``throughput-open_clip``: ``--throughput-steps`` steps of the same model config
+  (es-resnet-64 at 64 px, MiniLM text tower locked), batch, learning rate and augmentation on the first
+  batch x steps training images, without validation: ``train_clip``, then open_clip_train's own
+  ``train_one_epoch`` (the ``open_clip_train`` package the open-clip-torch wheel installs, or the copy under
+  ``--open-clip-train-src``) on open_clip's ``CustomTextCLIP`` with ``lock_text_tower``, ``create_loss``,
+  AdamW groups and ``cosine_lr`` as its ``main.py`` makes them, fed by an in-memory loader that yields
+  (augmented images, tokenized captions) batches; alternated ``--repeats`` times, the medians are compared.
+  Ours embeds each caption once with the locked text tower before step 1 (not counted in its samples/s);
+  open_clip_train runs the text tower on every batch.
+
+Training uses ``ClipTrainConfig``'s defaults, whatever they are when the benchmark runs (what ``embedsearch train
+clip`` runs without options, a held-out ``val_fraction`` of the training captions choosing the best checkpoint)
+but for ``pairs``, ``out`` and ``seed``; the settings used are printed and stored with each row. ``--epochs``,
+``--max-steps`` and ``--limit`` are for smoke runs only: the output then says loudly that the targets were not
+measured.
+
+Evaluation loads the trained model with ``get_encoder(out)``. The caption gallery is all 1,911 distinct
+captions of captions.jsonl (CLDR short names): image->text R@k counts an image when the caption of its id is
+among the k best of the 1,911. Text->image R@k takes as queries the captions that have an image in the
+evaluated set and ranks the evaluated images. For ``unseen-concepts`` image->text is also given against the
+382 test captions alone (the set's own captions: what ``embedsearch eval pairs`` on those lines reports).
+Derived pairs files go to a temporary folder, never into the repository.
+
+    python benchmarks/bench_train_clip.py      # two default trainings (each meant to take < 20 min) + throughput
+    nice -n 10 python benchmarks/bench_train_clip.py --epochs 1 --limit 300 --throughput-steps 2 --repeats 1 \\
+        --out /tmp/bench-clip/bench_train_clip.json     # smoke, ~6 min on 2 busy cores
+
+Prints one line per configuration (and per evaluated set), checks against the targets, and writes
+benchmarks/results/bench_train_clip.json, clip_heldout_examples.png (held-out images with their top-3
+captions) and clip_heldout_training_curves.png next to it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = Path(os.environ.get("EMBEDSEARCH_DATA", REPO.parent / "shared" / "data")) / "emoji"
+DEFAULT_OUT = REPO / "benchmarks" / "results" / "bench_train_clip.json"
+VENDORS = ("apple", "google", "facebook")
+TARGETS = {"train ids": 0.55, "test ids": 0.06}  # held-out vendor, image->text R@1 over all 1,911 captions
+TARGET_TRAIN_S = 20 * 60
+KS = (1, 5, 10)
+EXAMPLES = 12
+SHOWN_SETTINGS = ("model", "batch_size", "epochs", "max_steps", "lr", "crop_scale", "jitter", "val_fraction", "limit")
+
+
+def main() -> None:
+    args = _parse()
+    if args.child:
+        print(json.dumps(_run_child(args.child[0], json.loads(Path(args.child[1]).read_text()))))
+        return
+    if args.threads:
+        os.environ["EMBEDSEARCH_THREADS"] = str(args.threads)  # the children's batch thread count
+    if not (args.data / "captions.jsonl").is_file():
+        sys.exit(f"no emoji data at {args.data} (captions.jsonl missing): pass --data or set EMBEDSEARCH_DATA")
+    work = Path(tempfile.mkdtemp(prefix="bench-train-clip-"))
+    spec = _spec(args, work)
+    overrides = json.loads(spec.read_text())["overrides"]
+    if overrides:
+        print(f"!!! smoke settings {_shown(overrides)}: NOT the command's defaults", file=sys.stderr, flush=True)
+    rows = [_child("unseen-concepts", spec), _child(f"heldout-{args.heldout}", spec)]
+    throughput = [_child(config, spec) for _ in range(args.repeats) for config in _throughput_configs(args)]
+    _report(rows, throughput, json.loads(spec.read_text()), args.out)
+    if args.keep:
+        print(f"trained models and pairs files kept in {work}")
+    else:
+        shutil.rmtree(work)
+
+
+def _parse() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="the emoji folder (captions.jsonl, images/)")
+    parser.add_argument("--heldout", choices=VENDORS, default="facebook", help="the vendor left out of training")
+    parser.add_argument("--seed", type=int, default=42)
+    smoke = parser.add_argument_group("smoke runs only (the targets are about the defaults)")
+    smoke.add_argument("--epochs", type=int, help="override the default epochs")
+    smoke.add_argument("--max-steps", type=int, help="override: stop training after N steps")
+    smoke.add_argument("--limit", type=int, help="train on the first N images, evaluate on the first N of each set")
+    parser.add_argument("--throughput-steps", type=int, default=20, help="steps of each throughput run")
+    parser.add_argument("--repeats", type=int, default=2, help="alternating throughput runs of each trainer")
+    parser.add_argument("--no-open-clip", action="store_true", help="skip open_clip_train's train_one_epoch")
+    parser.add_argument(
+        "--open-clip-train-src",
+        type=Path,
+        help="a folder holding the open_clip_train package (e.g. open_clip's src/), if it is not importable",
+    )
+    parser.add_argument("--threads", type=int, help="EMBEDSEARCH_THREADS for every child (default: all cores)")
+    parser.add_argument("--keep", action="store_true", help="keep the work folder (trained models, pairs files)")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="the JSON; the two PNGs go next to it")
+    parser.add_argument("--child", nargs=2, metavar=("CONFIG", "SPEC"), help=argparse.SUPPRESS)
+    return parser.parse_args()
+
+
+def _spec(args: argparse.Namespace, work: Path) -> Path:
+    """Write the derived pairs files (absolute image paths) and the settings every child reads."""
+    captions = args.data / "captions.jsonl"
+    records = []
+    for line in captions.read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            record = json.loads(line)
+            records.append({**record, "image": str((args.data / record["image"]).resolve()), "text": record["text"]})
+    train = [r for r in records if r["split"] == "train"]
+    files = {
+        "all": _write_pairs(work / "all.jsonl", records),
+        "train_3vendors": _write_pairs(work / "train-3vendors.jsonl", train),
+        "train_heldout": _write_pairs(
+            work / f"train-heldout-{args.heldout}.jsonl", [r for r in train if r["vendor"] != args.heldout]
+        ),
+    }
+    overrides = {k: getattr(args, k) for k in ("epochs", "max_steps", "limit") if getattr(args, k) is not None}
+    out = args.out.resolve()
+    spec = {
+        "data": str(args.data.resolve()),
+        "work": str(work),
+        "heldout": args.heldout,
+        "seed": args.seed,
+        "overrides": overrides,
+        "limit": args.limit,
+        "throughput_steps": args.throughput_steps,
+        "open_clip_train_src": str(args.open_clip_train_src.resolve()) if args.open_clip_train_src else None,
+        "examples_png": str(out.parent / "clip_heldout_examples.png"),
+        "curves_png": str(out.parent / "clip_heldout_training_curves.png"),
+        **{k: str(v) for k, v in files.items()},
+    }
+    path = work / "spec.json"
+    path.write_text(json.dumps(spec, indent=2))
+    return path
+
+
+def _write_pairs(path: Path, records: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    return path
+
+
+def _throughput_configs(args: argparse.Namespace) -> list[str]:
+    configs = ["throughput-embedsearch"]
+    if args.no_open_clip:
+        return configs
+    if args.open_clip_train_src:
+        sys.path.insert(0, str(args.open_clip_train_src.resolve()))
+    if importlib.util.find_spec("open_clip_train") is None:
+        print(
+            "skipping throughput-open_clip: the open_clip_train package is not importable; pass "
+            "--open-clip-train-src with a folder that holds it (open_clip's src/)",
+            file=sys.stderr,
+        )
+        return configs
+    return [*configs, "throughput-open_clip"]
+
+
+def _child(config: str, spec: Path) -> dict:
+    print(f"... {config}", file=sys.stderr, flush=True)
+    command = [sys.executable, __file__, "--child", config, str(spec)]
+    result = subprocess.run(command, stdout=subprocess.PIPE, text=True, check=False)
+    if result.returncode != 0:
+        sys.exit(f"{config} failed (its stderr is above)")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def _run_child(config: str, spec: dict) -> dict:
+    start = time.perf_counter()
+    if config == "unseen-concepts":
+        row = _unseen_concepts(spec)
+    elif config.startswith("heldout-"):
+        row = _heldout(spec)
+    else:
+        row = {"throughput-embedsearch": _throughput_ours, "throughput-open_clip": _throughput_open_clip}[config](spec)
+    return {"config": config, "wall_s": time.perf_counter() - start, **row}
+
+
+# --- training and evaluation ------------------------------------------------------------------------------------
+def _unseen_concepts(spec: dict) -> dict:
+    records = _records(spec["all"])
+    test = [r for r in records if r["split"] == "test"]
+    row, _, _ = _train_and_evaluate("unseen-concepts", spec["train_3vendors"], {"test ids": test}, spec)
+    return row
+
+
+def _heldout(spec: dict) -> dict:
+    vendor = spec["heldout"]
+    images = [r for r in _records(spec["all"]) if r["vendor"] == vendor]
+    sets = {split + " ids": [r for r in images if r["split"] == split] for split in ("train", "test")}
+    row, encoder, texts = _train_and_evaluate(f"heldout-{vendor}", spec["train_heldout"], sets, spec)
+    out = Path(spec["work"]) / f"heldout-{vendor}"
+    Path(spec["curves_png"]).parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(out / "training_curves.png", spec["curves_png"])
+    _plot_examples(encoder, texts, sets, spec)
+    return row
+
+
+def _train_and_evaluate(name: str, pairs: str, sets: dict[str, list[dict]], spec: dict):
+    """Train with the config's defaults (but for the smoke overrides), then score every evaluated set."""
+    from embedsearch.encoders import get_encoder
+    from embedsearch.train import ClipTrainConfig, train_clip
+
+    out = Path(spec["work"]) / name
+    config = ClipTrainConfig(pairs=pairs, out=out, seed=spec["seed"], **spec["overrides"])
+    start = time.perf_counter()
+    result = train_clip(config)
+    call_s = time.perf_counter() - start
+    encoder = get_encoder(str(out))
+    texts = _gallery(spec)
+    index = {text: i for i, text in enumerate(texts)}
+    text_vectors = encoder.encode_text(texts, progress="all captions")
+    evaluations = {}
+    for set_name, records in sets.items():
+        records = records[: spec["limit"]] if spec["limit"] else records
+        image_vectors = encoder.encode_image([r["image"] for r in records], progress=set_name)
+        evaluations[set_name] = _retrieval(image_vectors, text_vectors, [index[r["text"].strip()] for r in records])
+    data = result.card.get("data", {})
+    settings = {k: v for k, v in config.settings().items() if k not in ("out", "pairs")}
+    row = {
+        "train_pairs": Path(pairs).name,
+        "train": data.get("train"),
+        "val": data.get("val"),
+        "steps": result.steps,
+        "best_step": result.best_step,
+        "best_val": result.best_metrics,
+        "val_mean_recall": {e["step"]: e["metrics"]["mean_recall"] for e in result.evaluations},
+        "train_call_s": call_s,  # the whole train_clip call: decoding, caption features, steps, validation, saving
+        "train_loop_s": result.wall_seconds,  # the loop alone (steps and validation)
+        "samples_per_s": result.samples_per_second,
+        "skipped_images": result.skipped_images,
+        "defaults": not spec["overrides"],
+        "overrides": spec["overrides"],
+        "settings": settings,
+        "eval": evaluations,
+    }
+    return row, encoder, (texts, text_vectors)
+
+
+def _records(path: str) -> list[dict]:
+    return [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def _gallery(spec: dict) -> list[str]:
+    """Every distinct caption of captions.jsonl, first-seen order (1,911 short names)."""
+    return list(dict.fromkeys(r["text"].strip() for r in _records(spec["all"])))
+
+
+def _retrieval(image_vectors, text_vectors, caption_of_image: list[int]) -> dict:
+    """image->text R@k against all captions and against the set's own captions; text->image R@k for the set's
+    captions over the set's images. ``image_text_recall`` needs every caption to have an image, so the
+    all-caption image->text side uses ``recall_at_k`` (the same ranking, ties counted against)."""
+    from embedsearch.metrics import image_text_recall, recall_at_k
+
+    own = sorted(set(caption_of_image))
+    column = {caption: i for i, caption in enumerate(own)}
+    both = image_text_recall(image_vectors, text_vectors[own], [[column[c]] for c in caption_of_image], KS)
+    everything = recall_at_k(image_vectors, text_vectors, [[c] for c in caption_of_image], KS)
+    return {
+        "images": len(caption_of_image),
+        "gallery": len(text_vectors),
+        "own_captions": len(own),
+        **{f"image_to_text_R@{k}": value for k, value in zip(KS, everything, strict=True)},
+        **{f"text_to_image_R@{k}": both[f"text_to_image_R@{k}"] for k in KS},
+        **{f"image_to_text_R@{k}_own_captions": both[f"image_to_text_R@{k}"] for k in KS},
+    }
+
+
+def _plot_examples(encoder, texts: tuple, sets: dict[str, list[dict]], spec: dict) -> None:
+    """A grid of held-out images (half train ids, half test ids, seeded), each with its top-3 captions of all
+    1,911 (green: the right one), drawn with matplotlib's Agg canvas."""
+    import numpy as np
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from embedsearch.data.images import load_image
+
+    captions, text_vectors = texts
+    rng = np.random.default_rng(spec["seed"])
+    picked = []
+    for set_name, records in sets.items():
+        records = records[: spec["limit"]] if spec["limit"] else records
+        count = min(EXAMPLES // len(sets), len(records))
+        picked += [(set_name, records[i]) for i in sorted(rng.choice(len(records), count, replace=False))]
+    vectors = encoder.encode_image([r["image"] for _, r in picked])
+    columns = 4
+    rows = -(-len(picked) // columns)
+    figure = Figure(figsize=(4 * columns, 3.6 * rows), dpi=100)
+    FigureCanvasAgg(figure)
+    figure.suptitle(f"held-out vendor {spec['heldout']}: top-3 of all {len(captions):,} captions (green: right)")
+    for place, ((set_name, record), vector) in enumerate(zip(picked, vectors, strict=True)):
+        axes = figure.add_subplot(rows, columns, place + 1)
+        axes.imshow(np.asarray(load_image(record["image"])))
+        axes.set_axis_off()
+        axes.set_title(f"{set_name}: {textwrap.shorten(record['text'], 36)}", fontsize=9)
+        for line, index in enumerate(np.argsort(-(text_vectors @ vector))[:3]):
+            right = captions[index] == record["text"].strip()
+            axes.text(
+                0.5,
+                -0.06 - 0.13 * line,
+                f"{line + 1}. {textwrap.shorten(captions[index], 38)}",
+                transform=axes.transAxes,
+                ha="center",
+                va="top",
+                fontsize=9,
+                color="green" if right else "black",
+                fontweight="bold" if right else "normal",
+            )
+    figure.subplots_adjust(left=0.02, right=0.98, top=0.92, bottom=0.1, hspace=0.75, wspace=0.3)
+    figure.savefig(spec["examples_png"])
+
+
+# --- throughput -------------------------------------------------------------------------------------------------
+def _throughput_ours(spec: dict) -> dict:
+    from embedsearch.train import ClipTrainConfig, train_clip
+
+    out = Path(tempfile.mkdtemp(dir=spec["work"])) / "model"
+    defaults = ClipTrainConfig(pairs=spec["train_3vendors"], out=out)
+    config = ClipTrainConfig(
+        pairs=spec["train_3vendors"],
+        out=out,
+        seed=spec["seed"],
+        max_steps=spec["throughput_steps"],
+        limit=defaults.batch_size * spec["throughput_steps"],
+        val_fraction=0.0,
+        quiet=True,
+    )
+    start = time.perf_counter()
+    result = train_clip(config)
+    call_s = time.perf_counter() - start
+    return {
+        "steps": result.steps,
+        "batch_size": config.batch_size,
+        "samples_per_s": result.samples_per_second,
+        "call_s": call_s,  # with decoding, model building, the one-off caption features and saving
+    }
+
+
+def _throughput_open_clip(spec: dict) -> dict:
+    """open_clip_train's ``train_one_epoch`` for ``throughput_steps`` batches, set up as its ``main.py`` does
+    for this model (fp32, one process, no gradient accumulation)."""
+    import math
+    from types import SimpleNamespace
+
+    import open_clip
+    import torch
+
+    if spec["open_clip_train_src"]:
+        sys.path.insert(0, spec["open_clip_train_src"])
+    import open_clip_train
+    from open_clip_train.scheduler import cosine_lr
+    from open_clip_train.train import train_one_epoch
+
+    from embedsearch.data.image_pairs import read_image_pairs
+    from embedsearch.runtime import use_batch_threads
+    from embedsearch.train import ClipTrainConfig
+    from embedsearch.train.augment import TrainAugment
+    from embedsearch.train.clip_model import build_clip_model, lock_text_tower, tokenizer_of
+    from embedsearch.train.image_data import decode_images
+
+    use_batch_threads()
+    config = ClipTrainConfig(pairs=spec["train_3vendors"], out=Path(spec["work"]) / "unused", seed=spec["seed"])
+    steps, batch = spec["throughput_steps"], config.batch_size
+    torch.manual_seed(config.seed)
+    built = build_clip_model(
+        config.model,
+        config.image_size,
+        config.text_tower,
+        context_length=config.context_length,
+        temperature=config.initial_temperature,
+    )
+    model = built.model
+    model.output_dict = True  # as main.py creates it
+    lock_text_tower(model, config.unlocked_layers)  # model.lock_text_tower(unlocked_layers=0, ...)
+    pairs = read_image_pairs(config.pairs)
+    count = batch * steps
+    pixels = decode_images(pairs.images[:count], built.image_size).pixels
+    tokens = tokenizer_of(built.model_cfg)([pairs.captions[t[0]] for t in pairs.image_to_texts[:count]])
+    augment = TrainAugment(
+        built.image_size,
+        built.preprocess_cfg["mean"],
+        built.preprocess_cfg["std"],
+        crop_scale=config.crop_scale,
+        hflip=config.hflip,
+        jitter=config.jitter,
+        hue=config.hue,
+        grayscale=config.grayscale,
+    )
+    loader = _InMemoryLoader(pixels, tokens, augment, batch, steps, config.seed)
+    args = SimpleNamespace(
+        device="cpu",
+        precision="fp32",
+        distill=False,
+        accum_freq=1,
+        skip_scheduler=False,
+        grad_clip_norm=config.max_grad_norm,
+        horovod=False,
+        log_every_n_steps=100,
+        batch_size=batch,
+        world_size=1,
+        rank=0,
+        local_rank=0,
+        distributed=False,
+        wandb=False,
+        model=config.model,
+        local_loss=False,
+        gather_with_grad=False,
+        siglip=config.loss == "siglip",
+        loss_dist_impl=None,
+    )
+
+    def exclude(name: str, param: torch.Tensor) -> bool:  # main.py's AdamW groups
+        return param.ndim < 2 or "bn" in name or "ln" in name or "bias" in name or "logit_scale" in name
+
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(
+        [
+            {"params": [p for n, p in named if exclude(n, p)], "weight_decay": 0.0},
+            {"params": [p for n, p in named if not exclude(n, p)], "weight_decay": config.weight_decay},
+        ],
+        lr=config.lr,
+        betas=(0.9, 0.999),  # open_clip_train's defaults for a non-ViT model (params.get_default_params)
+        eps=1e-8,
+    )
+    scheduler = cosine_lr(optimizer, config.lr, math.floor(config.warmup * steps), steps)
+    loss = open_clip.create_loss(args)
+    data = {"train": SimpleNamespace(dataloader=loader, set_epoch=lambda epoch: None)}
+    start = time.perf_counter()
+    train_one_epoch(model, data, loss, 0, optimizer, None, scheduler, None, args)
+    seconds = time.perf_counter() - start
+    return {
+        "steps": loader.served,
+        "batch_size": batch,
+        "samples_per_s": loader.served * batch / seconds,
+        "loop_s": seconds,
+        "open_clip_train": str(Path(open_clip_train.__file__).parent),
+    }
+
+
+class _InMemoryLoader:
+    """What ``train_one_epoch`` reads from ``data["train"].dataloader``: ``num_batches``, ``num_samples`` and
+    batches of (augmented normalised images, tokenized captions), seeded shuffles of the decoded images, with the
+    same per-sample augmentation as ``train_clip``."""
+
+    def __init__(self, pixels, tokens, augment, batch: int, steps: int, seed: int) -> None:
+        self.pixels, self.tokens, self.augment = pixels, tokens, augment
+        self.batch, self.num_batches, self.seed = batch, steps, seed
+        self.num_samples = batch * steps
+        self.served = 0
+
+    def __iter__(self):
+        import numpy as np
+
+        from embedsearch.train.augment import sample_seeds
+
+        per_epoch = max(1, len(self.pixels) // self.batch)
+        for step in range(self.num_batches):
+            epoch, place = divmod(step, per_epoch)
+            order = np.random.default_rng([self.seed, epoch]).permutation(len(self.pixels))
+            rows = order[place * self.batch : (place + 1) * self.batch].tolist()
+            images = self.augment(self.pixels[rows], sample_seeds(self.seed, step, len(rows)))
+            self.served += 1
+            yield images, self.tokens[rows]
+
+
+# --- report -----------------------------------------------------------------------------------------------------
+def _report(rows: list[dict], throughput: list[dict], spec: dict, out: Path) -> None:
+    overrides = spec["overrides"]
+    print(f"{'config':<22}{'images':>7}{'steps':>7}{'best':>6}{'train_s':>9}{'loop_s':>9}{'samples/s':>11}")
+    for row in rows:
+        images = (row.get("train") or {}).get("images", "")
+        print(
+            f"{row['config']:<22}{images:>7}{row['steps']:>7}{row['best_step']:>6}{row['train_call_s']:>9.1f}"
+            f"{row['train_loop_s']:>9.1f}{row['samples_per_s']:>11.1f}"
+        )
+    used = rows[0]["settings"]
+    shown = ", ".join(f"{k} {used[k]}" for k in SHOWN_SETTINGS if k in used)
+    print(f"settings ({'the defaults' if not overrides else 'SMOKE, not the defaults'}): {shown}")
+    print()
+    head = "".join(f"{f'{way} R@{k}':>10}" for way in ("i2t", "t2i") for k in KS)
+    print(f"{'config':<22}{'evaluated on':<22}{'images':>7}{'gallery':>8}{head}")
+    for row in rows:
+        for set_name, m in row["eval"].items():
+            what = f"{set_name}, " + ("3 vendors" if row["config"] == "unseen-concepts" else spec["heldout"])
+            i2t = "".join(f"{m[f'image_to_text_R@{k}']:>10.3f}" for k in KS)
+            t2i = "".join(f"{m[f'text_to_image_R@{k}']:>10.3f}" for k in KS)
+            print(f"{row['config']:<22}{what:<22}{m['images']:>7}{m['gallery']:>8}{i2t}{t2i}")
+            if row["config"] == "unseen-concepts":
+                own = "".join(f"{m[f'image_to_text_R@{k}_own_captions']:>10.3f}" for k in KS)
+                print(f"{'':<22}{what:<22}{m['images']:>7}{m['own_captions']:>8}{own}  (the set's own captions)")
+    print()
+    heldout = rows[1]
+    for set_name, target in TARGETS.items():
+        value = heldout["eval"][set_name]["image_to_text_R@1"]
+        verdict = "meets" if value >= target else "MISSES"
+        print(f"image->text R@1 heldout {set_name} {value:.3f} (target >= {target:.2f}: {verdict})")
+    for row in rows:
+        wall = row["train_call_s"]
+        verdict = "meets" if wall < TARGET_TRAIN_S else "MISSES"
+        print(f"training wall {row['config']} {wall:.1f} s (target < {TARGET_TRAIN_S // 60} min: {verdict})")
+    if overrides:
+        print(f"!!! smoke settings {_shown(overrides)}: NOT the command's defaults; the checks above measure nothing")
+    medians = {}
+    for config in dict.fromkeys(r["config"] for r in throughput):
+        speeds = [r["samples_per_s"] for r in throughput if r["config"] == config]
+        medians[config] = statistics.median(speeds)
+        shown = ", ".join(f"{s:.1f}" for s in speeds)
+        first = next(r for r in throughput if r["config"] == config)
+        print(
+            f"{config:<22}{first['steps']:>7} steps of {first['batch_size']}{medians[config]:>11.1f} samples/s "
+            f"(median of {shown})"
+        )
+    if "throughput-open_clip" in medians:
+        ratio = medians["throughput-embedsearch"] / medians["throughput-open_clip"]
+        print(f"training speed of embedsearch over open_clip_train's train_one_epoch: {ratio:.2f}x")
+        print(
+            "  note: embedsearch embeds each caption once with the locked text tower before step 1 (not in its "
+            "samples/s); open_clip_train runs the text tower on every batch"
+        )
+    machine = _machine()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    settings = {"heldout": spec["heldout"], "seed": spec["seed"], "defaults": not overrides, "overrides": overrides}
+    result = {"settings": settings, "rows": rows, "throughput": throughput, "medians": medians, "machine": machine}
+    out.write_text(json.dumps(result, indent=2))
+    print(f"wrote {out}, {Path(spec['examples_png']).name} and {Path(spec['curves_png']).name}")
+
+
+def _shown(overrides: dict) -> str:
+    return " ".join(f"--{k.replace('_', '-')} {v}" for k, v in overrides.items())
+
+
+def _machine() -> dict:
+    import open_clip
+    import torch
+
+    return {
+        "cpu_count": os.cpu_count(),
+        "cores_available": len(os.sched_getaffinity(0)),
+        "embedsearch_threads": os.environ.get("EMBEDSEARCH_THREADS"),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "open_clip": open_clip.__version__,
+    }
+
+
+if __name__ == "__main__":
+    main()
