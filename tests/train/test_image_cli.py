@@ -101,7 +101,7 @@ ERRORS = {
     "too few": (
         lambda t: ["--pairs", _flags(t), "--batch-size", "64"],
         2,
-        "Error: too few training examples for one batch: 80 images (after holding out 10 for validation) do not "
+        "Error: too few training examples for one batch: 87 images (after holding out 3 for validation) do not "
         "fill a batch of 64 with distinct images and captions",
     ),
     "unknown model": (
