@@ -25,7 +25,6 @@ from typing import Any
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from embedsearch.errors import InvalidInputError, TrainingError
 from embedsearch.runtime import batch_threads, use_threads
@@ -41,13 +40,13 @@ from embedsearch.train.distributed import (
     broadcast_parameters,
     mean_over_processes,
 )
-from embedsearch.train.progress import Progress, StepReport, check_same_run, cosine_schedule
+from embedsearch.train.progress import Progress, StepReport, TrainingLoop, check_same_run, cosine_schedule
 
 BEST_METRIC = "mean_recall"
 NO_DECAY_NAMES = ("bn", "ln", "bias", "logit_scale", "logit_bias", "norm")
 
 
-class ImageRun:
+class ImageRun(TrainingLoop):
     """The state of one run. Subclasses set, in :meth:`_prepare`: ``self.built`` (a
     :class:`~embedsearch.train.clip_model.BuiltModel`), ``self.plan`` (an
     :class:`~embedsearch.train.image_sampler.EpochPlan`), ``self.fingerprint`` and ``self.has_val``; and
@@ -117,26 +116,6 @@ class ImageRun:
             if self.cluster.is_main:
                 self.workspace.discard_unless_resumable()
             raise
-
-    def _train(self) -> TrainResult:
-        self.session_start = time.perf_counter()
-        self._begin()
-        self.earlier_sessions = self.progress.wall_seconds
-        total = self.plan.total_steps
-        with tqdm(
-            total=total, initial=self.progress.step, disable=self.quiet, unit="step", desc="training", file=sys.stderr
-        ) as self.bar:
-            if not self.config.resume:
-                self._evaluate()
-            while self.progress.step < total:
-                report = self._step()
-                if self.progress.step % self.config.eval_every == 0 or self.progress.step == total:
-                    report = StepReport(**{**asdict(report), "evaluation": self._evaluate()})
-                if self.progress.step % self.config.save_every == 0 and self.progress.step < total:
-                    self._save()
-                if self.on_step:
-                    self.on_step(report)
-        return self._finish()
 
     def _begin(self) -> None:
         if self.config.resume:
@@ -253,10 +232,6 @@ class ImageRun:
         self.scheduler.load_state_dict(state["scheduler"])
         self.progress = Progress(**state["progress"])
         self.best_weights = state["best"]
-
-    def _wall(self) -> float:
-        """Seconds of training so far (evaluations and checkpoints included, loading excluded), over sessions."""
-        return self.earlier_sessions + time.perf_counter() - self.session_start
 
     def _finish(self) -> TrainResult:
         progress = self.progress

@@ -1,12 +1,17 @@
-"""What every training loop of this package shares: the per-step report, the plain-value part of a run's state,
-learning-rate schedules, and the check that a checkpoint belongs to the run that resumes it."""
+"""What every training loop of this package shares: the loop itself (:class:`TrainingLoop`), the per-step report,
+the plain-value part of a run's state, learning-rate schedules, and the check that a checkpoint belongs to the
+run that resumes it."""
 
 from __future__ import annotations
 
 import math
+import sys
+import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
+
+from tqdm.auto import tqdm
 
 from embedsearch.errors import TrainingError
 
@@ -78,3 +83,36 @@ def check_same_run(state: dict[str, Any], identity: dict[str, Any], fingerprint:
         raise TrainingError("the training data changed since the checkpoint was written; resume with the same files")
     if state["world"] != world:
         raise TrainingError(f"the checkpoint was written by {state['world']} process(es); resume with as many")
+
+
+class TrainingLoop:
+    """The step / evaluate / checkpoint loop of a run, shared by the text and the image trainers.
+
+    A subclass sets ``config`` (with ``resume``, ``eval_every``, ``save_every``), ``progress``
+    (:class:`Progress`), ``plan.total_steps``, ``quiet`` and ``on_step``, and implements ``_begin`` (load or
+    restore), ``_step`` (one step -> :class:`StepReport`), ``_evaluate``, ``_save`` and ``_finish``.
+    """
+
+    def _train(self) -> Any:
+        self.session_start = time.perf_counter()
+        self._begin()
+        self.earlier_sessions = self.progress.wall_seconds  # of the interrupted run, when resuming
+        total = self.plan.total_steps
+        with tqdm(
+            total=total, initial=self.progress.step, disable=self.quiet, unit="step", desc="training", file=sys.stderr
+        ) as self.bar:
+            if not self.config.resume:
+                self._evaluate()
+            while self.progress.step < total:
+                report = self._step()
+                if self.progress.step % self.config.eval_every == 0 or self.progress.step == total:
+                    report = StepReport(**{**asdict(report), "evaluation": self._evaluate()})
+                if self.progress.step % self.config.save_every == 0 and self.progress.step < total:
+                    self._save()
+                if self.on_step:
+                    self.on_step(report)
+        return self._finish()
+
+    def _wall(self) -> float:
+        """Seconds of training so far (evaluations and checkpoints included, loading excluded), over sessions."""
+        return self.earlier_sessions + time.perf_counter() - self.session_start

@@ -17,7 +17,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from embedsearch.errors import InvalidInputError, TrainingError
 from embedsearch.runtime import batch_threads, use_threads
@@ -39,7 +38,7 @@ from embedsearch.train.gradcache import contrastive_step, rng_state, set_rng_sta
 from embedsearch.train.losses import InfoNCELoss
 from embedsearch.train.model import TextModel
 from embedsearch.train.pairs import positives_by_anchor
-from embedsearch.train.progress import Progress, StepReport, check_same_run, linear_schedule
+from embedsearch.train.progress import Progress, StepReport, TrainingLoop, check_same_run, linear_schedule
 from embedsearch.train.sampler import BatchPlan
 
 
@@ -60,11 +59,12 @@ def train_text(config: TextTrainConfig, on_step: Callable[[StepReport], None] | 
         shutdown(cluster)
 
 
-class _Run:
+class _Run(TrainingLoop):
     """The state of one training run; see :func:`train_text`."""
 
     def __init__(self, config: TextTrainConfig, cluster: Cluster, on_step) -> None:
         self.config, self.cluster, self.on_step = config, cluster, on_step
+        self.quiet = config.quiet or not cluster.is_main
         self.workspace = Workspace(config.out)
         self.workspace.check(overwrite=config.overwrite, resume=config.resume)
         use_threads(max(1, batch_threads() // cluster.local_world))
@@ -91,31 +91,6 @@ class _Run:
             if self.cluster.is_main:
                 self.workspace.discard_unless_resumable()
             raise
-
-    def _train(self) -> TrainResult:
-        self.session_start = time.perf_counter()
-        self._begin()
-        self.earlier_sessions = self.progress.wall_seconds  # of the interrupted run, when resuming
-        total = self.plan.total_steps
-        quiet = self.config.quiet or not self.cluster.is_main
-        with tqdm(
-            total=total, initial=self.progress.step, disable=quiet, unit="step", desc="training", file=sys.stderr
-        ) as self.bar:
-            if not self.config.resume:
-                self._evaluate()
-            while self.progress.step < total:
-                report = self._step()
-                if self.progress.step % self.config.eval_every == 0 or self.progress.step == total:
-                    report = StepReport(**{**asdict(report), "evaluation": self._evaluate()})
-                if self.progress.step % self.config.save_every == 0 and self.progress.step < total:
-                    self._save()
-                if self.on_step:
-                    self.on_step(report)
-        return self._finish()
-
-    def _wall(self) -> float:
-        """Seconds of training so far (evaluations and checkpoints included, loading excluded), over sessions."""
-        return self.earlier_sessions + time.perf_counter() - self.session_start
 
     def _begin(self) -> None:
         if self.config.resume:
