@@ -4,19 +4,18 @@ and :class:`SimclrTrainConfig` (an image folder, SimCLR). The CLI's options map 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from embedsearch.errors import InvalidInputError
+from embedsearch.train.config import RunSettings
 
 CLIP_LOSSES = ("clip", "siglip")
 # settings that change neither the weights nor the model chosen: a resumed run may differ in these
-RUN_ONLY_SETTINGS = ("out", "overwrite", "resume", "quiet", "save_every")
 
 
 @dataclass(frozen=True, kw_only=True)
-class ImageTrainConfig:
+class ImageTrainConfig(RunSettings):
     """What every image-encoder run shares.
 
     ``model`` names the image tower: one of embedsearch's small configs (``es-resnet-64``, see
@@ -65,17 +64,6 @@ class ImageTrainConfig:
 
     def _path_fields(self) -> tuple[str, ...]:
         return ("out",)
-
-    def settings(self) -> dict[str, Any]:
-        """Every field as JSON-friendly values (paths as strings), for the training card."""
-        return {
-            k: (str(v) if isinstance(v, Path) else list(v) if isinstance(v, tuple) else v)
-            for k, v in asdict(self).items()
-        }
-
-    def identity(self) -> dict[str, Any]:
-        """The settings a resumed run must share with the interrupted one."""
-        return {k: v for k, v in self.settings().items() if k not in RUN_ONLY_SETTINGS}
 
     def _problems(self) -> list[str]:
         low, high = self.crop_scale

@@ -14,8 +14,23 @@ SELF_SUPERVISED = ("crop", "dropout")
 RUN_ONLY_SETTINGS = ("out", "overwrite", "resume", "quiet", "save_every")
 
 
+class RunSettings:
+    """What the training card records of a run's config, and what a resumed run must share with it."""
+
+    def settings(self) -> dict[str, Any]:
+        """Every field as JSON-friendly values (paths as strings), for the training card."""
+        return {
+            k: (str(v) if isinstance(v, Path) else list(v) if isinstance(v, tuple) else v)
+            for k, v in asdict(self).items()
+        }
+
+    def identity(self) -> dict[str, Any]:
+        """The settings a resumed run must share with the interrupted one."""
+        return {k: v for k, v in self.settings().items() if k not in RUN_ONLY_SETTINGS}
+
+
 @dataclass(frozen=True)
-class TextTrainConfig:
+class TextTrainConfig(RunSettings):
     """Every setting of ``train_text``; the CLI's options map one to one onto these fields.
 
     ``data`` is a pairs JSONL file, a BEIR folder (pairs from ``qrels/<split>.tsv``), or, with
@@ -69,17 +84,6 @@ class TextTrainConfig:
         """Raise :class:`InvalidInputError` naming the first setting out of range."""
         for problem in _problems(self):
             raise InvalidInputError(problem)
-
-    def settings(self) -> dict[str, Any]:
-        """Every field as JSON-friendly values (paths as strings), for the training card."""
-        return {
-            k: (str(v) if isinstance(v, Path) else list(v) if isinstance(v, tuple) else v)
-            for k, v in asdict(self).items()
-        }
-
-    def identity(self) -> dict[str, Any]:
-        """The settings a resumed run must share with the interrupted one."""
-        return {k: v for k, v in self.settings().items() if k not in RUN_ONLY_SETTINGS}
 
 
 def _problems(config: TextTrainConfig) -> list[str]:
