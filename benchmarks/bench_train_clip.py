@@ -8,8 +8,9 @@ Configurations, side by side in one run, each in its own child process:
 * ``heldout-<vendor>`` (``--heldout``, default facebook): ``train_clip`` on the train-split ids of the two
   other vendors; evaluated on the held-out vendor's images of the train-split ids and of the test-split ids.
 * ``throughput-embedsearch`` / ``throughput-open_clip``: ``--throughput-steps`` steps of the same model config
-  (es-resnet-64 at 64 px, MiniLM text tower locked), batch, learning rate and augmentation on the first
-  batch x steps training images, without validation: ``train_clip``, then open_clip_train's own
+  (the default: es-resnet-32, MiniLM text tower locked), batch, learning rate and augmentation on the first
+  batch x steps training images, without validation (ours with its default mixup and all-caption negatives,
+  which open_clip_train has not: it runs open_clip's ``ClipLoss``): ``train_clip``, then open_clip_train's own
   ``train_one_epoch`` (the ``open_clip_train`` package the open-clip-torch wheel installs, or the copy under
   ``--open-clip-train-src``) on open_clip's ``CustomTextCLIP`` with ``lock_text_tower``, ``create_loss``,
   AdamW groups and ``cosine_lr`` as its ``main.py`` makes them, fed by an in-memory loader that yields

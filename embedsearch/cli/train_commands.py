@@ -9,7 +9,7 @@ import click
 
 from embedsearch.cli.main import cli
 from embedsearch.cli.options import quiet_option
-from embedsearch.train.clip_config import ClipTrainConfig, SimclrTrainConfig
+from embedsearch.train.clip_config import DEFAULT_MIXUP, ClipTrainConfig, SimclrTrainConfig
 
 positive_float = click.FloatRange(min=0, min_open=True)
 
@@ -83,7 +83,9 @@ def _image_options(config_class: type):
 
     options = [
         click.option("--out", type=click.Path(), required=True, help="Model directory to write (written at the end)."),
-        field("model", help="Image tower: es-resnet-64, es-vit-64, or an open_clip config (ViT-B-32, RN50, ...)."),
+        field(
+            "model", help="Image tower: es-resnet-32, es-resnet-64, es-vit-64, or an open_clip config (ViT-B-32, ...)."
+        ),
         click.option("--image-size", type=click.IntRange(min=16), help="Training resolution [default: the model's]."),
         field("batch_size", type=click.IntRange(min=2), help="Global batch."),
         field("epochs", type=click.IntRange(min=1)),
@@ -139,6 +141,17 @@ def _clip_option(name: str, **kwargs):
 @_clip_option("loss", type=click.Choice(["clip", "siglip"]))
 @click.option("--temperature", type=positive_float, help="Initial temperature [default: 0.07 clip, 0.1 siglip].")
 @_clip_option("context_length", type=click.IntRange(min=8), help="Tokens per caption.")
+@click.option(
+    "--mixup",
+    type=click.FloatRange(min=0),
+    help=f"Mixup's Beta strength; 0: off (CLIP loss only) [default: {DEFAULT_MIXUP} clip, 0 siglip].",
+)
+@_clip_option(
+    "negatives",
+    type=click.Choice(["auto", "batch", "all"]),
+    help="Image->text negatives: the batch's captions, or all training captions (locked text tower); auto: all "
+    "where it applies.",
+)
 @_image_options(ClipTrainConfig)
 def clip(**options) -> None:
     """Train an image-text encoder (CLIP or SigLIP loss) on image-caption pairs."""

@@ -16,7 +16,6 @@ before the first step, and a step runs only the image tower.
 from __future__ import annotations
 
 import sys
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,6 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from open_clip.loss import ClipLoss, SigLipLoss
 from tqdm.auto import tqdm
 
 from embedsearch.encoders.open_clip_model import pad_id, trim_padding
@@ -32,6 +30,7 @@ from embedsearch.metrics import image_text_recall
 from embedsearch.train.augment import Normalise, sample_seeds
 from embedsearch.train.clip_config import ClipTrainConfig
 from embedsearch.train.clip_data import load_clip_data
+from embedsearch.train.clip_loss import MixPlan, clip_loss
 from embedsearch.train.clip_model import (
     BuiltModel,
     build_clip_model,
@@ -41,7 +40,7 @@ from embedsearch.train.clip_model import (
     vision_config,
 )
 from embedsearch.train.config import TrainResult
-from embedsearch.train.distributed import Cluster, init_from_env, shutdown
+from embedsearch.train.distributed import init_from_env, shutdown
 from embedsearch.train.image_run import BEST_METRIC, ImageRun
 from embedsearch.train.image_sampler import EpochPlan, caption_batches
 from embedsearch.train.progress import StepReport
@@ -88,7 +87,8 @@ class ClipRun(ImageRun):
         self.text_features = self._embed_all_captions() if config.text_frozen else None
         self.augment = self.train_augment()
         self.normalise = Normalise(self.built.preprocess_cfg["mean"], self.built.preprocess_cfg["std"])
-        self.loss_fn = clip_loss(config.loss, self.cluster)
+        self.loss_fn = clip_loss(config.loss, self.cluster, soft=config.soft_loss)
+        self.bank_rows = self._caption_bank() if config.all_negatives else None
 
     def _build_model(self) -> BuiltModel:
         config = self.config
@@ -147,18 +147,41 @@ class ClipRun(ImageRun):
                 features[chunk.to(part.device)] = part
         return features
 
+    def _caption_bank(self) -> torch.Tensor:
+        """For every caption, its row among the training captions (-1 for a validation caption): the
+        image->text negatives when every training caption is one."""
+        train = torch.tensor(self.data.train.captions)
+        rows = torch.full((len(self.data.captions),), -1, dtype=torch.long)
+        rows[train] = torch.arange(len(train))
+        return rows
+
     def _loss(self, batch: list[tuple[int, int]], step: int) -> tuple[torch.Tensor, int]:
-        share = self.local_share(batch)
-        rows = torch.tensor([row for row, _ in batch[share]])
-        captions = torch.tensor([caption for _, caption in batch[share]])
-        seeds = sample_seeds(self.config.seed, step, len(batch))[share]
-        pixels = self.augment(self.data.cache.pixels[rows], seeds).to(self.device)
-        image_features = F.normalize(self.model.encode_image(pixels), dim=-1)
-        text_features = self._text_features(captions)
+        config, share = self.config, self.local_share(batch)
+        rows = torch.tensor([row for row, _ in batch])
+        captions = torch.tensor([caption for _, caption in batch])
+        seeds = sample_seeds(config.seed, step, len(batch))
+        pixels = self.augment(self.data.cache.pixels[rows[share]], seeds[share])
+        plan = MixPlan.draw(config.mixup_alpha, config.seed, step, len(batch))
+        if config.mixup_alpha > 0:
+            partners = plan.partner[share]
+            if self.cluster.world == 1:  # every partner's view is in this batch already
+                partner_pixels = pixels[partners]
+            else:  # the same view the partner's process makes: its image, its seed
+                chosen = partners.tolist()
+                partner_pixels = self.augment(self.data.cache.pixels[rows[chosen]], [seeds[p] for p in chosen])
+            pixels = plan.mix(pixels, partner_pixels, share)
+        image_features = F.normalize(self.model.encode_image(pixels.to(self.device)), dim=-1)
+        text_features = self._text_features(captions[share])
         scale = self.model.logit_scale.exp()
-        if self.config.loss == "siglip":
+        if config.loss == "siglip":
             return self.loss_fn(image_features, text_features, scale, self.model.logit_bias), len(batch)
-        return self.loss_fn(image_features, text_features, scale), len(batch)
+        if not config.soft_loss:
+            return self.loss_fn(image_features, text_features, scale), len(batch)
+        if self.bank_rows is None:
+            return self.loss_fn(image_features, text_features, scale, plan), len(batch)
+        train_captions = torch.tensor(self.data.train.captions, device=self.text_features.device)
+        bank = self.text_features[train_captions]
+        return self.loss_fn(image_features, text_features, scale, plan, bank, self.bank_rows[captions]), len(batch)
 
     def _text_features(self, captions: torch.Tensor) -> torch.Tensor:
         if self._text_frozen:
@@ -200,22 +223,9 @@ class ClipRun(ImageRun):
                 "unlocked_layers": self.config.unlocked_layers,
                 "features_cached": self._text_frozen,
             },
+            "loss": {
+                "kind": self.config.loss,
+                "mixup": self.config.mixup_alpha,
+                "negatives": "every training caption" if self.config.all_negatives else "the batch's captions",
+            },
         }
-
-
-def clip_loss(kind: str, cluster: Cluster) -> torch.nn.Module:
-    """open_clip's ``ClipLoss`` (every process computes the global batch's loss from features gathered with
-    their gradients) or ``SigLipLoss`` (features exchanged between neighbouring processes)."""
-    if kind == "siglip":
-        return SigLipLoss(rank=cluster.rank, world_size=cluster.world)
-    return QuietClipLoss(local_loss=False, gather_with_grad=True, rank=cluster.rank, world_size=cluster.world)
-
-
-class QuietClipLoss(ClipLoss):
-    """open_clip's ``ClipLoss``, without the FutureWarning torch 2.14 gives for the
-    ``torch.distributed.nn.all_gather`` it gathers with (the arithmetic is unchanged)."""
-
-    def forward(self, *args, **kwargs):
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=r"torch\.distributed\.nn\.functional\.all_gather")
-            return super().forward(*args, **kwargs)

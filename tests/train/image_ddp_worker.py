@@ -1,6 +1,6 @@
-"""The process side of tests/train/test_image_distributed.py: one rank of a 2-process gloo group builds a CLIP,
-a SigLIP and a SimCLR run on the flag toy (a one-layer ViT: no BatchNorm, no dropout) and saves the loss and
-gradients of the first step, computed on its half of the global batch."""
+"""The process side of tests/train/test_image_distributed.py: one rank of a 2-process gloo group builds CLIP
+(with and without mixup and all captions as negatives), SigLIP and SimCLR runs on the flag toy (a one-layer ViT: no
+BatchNorm, no dropout) and saves the loss and gradients of the first step, computed on its half of the global batch."""
 
 from __future__ import annotations
 
@@ -15,7 +15,15 @@ from embedsearch.train.distributed import Cluster, init_from_env, shutdown
 from embedsearch.train.simclr import SimclrRun
 from tests.train.image_toys import register_tiny_model
 
-RUNS = ("clip", "siglip", "simclr")
+RUNS = ("clip", "siglip", "simclr", "clip-mixup", "clip-all-captions")
+# the CLIP runs: open_clip's ClipLoss (no mixup), SoftClipLoss with mixup over the batch's captions (a text
+# tower that trains), and SoftClipLoss with mixup and every training caption (a frozen Hugging Face tower)
+CLIP_SETTINGS = {
+    "clip": {"text_tower": "open_clip", "mixup": 0.0},
+    "siglip": {"text_tower": "open_clip", "loss": "siglip"},
+    "clip-mixup": {"text_tower": "open_clip", "mixup": 0.4},
+    "clip-all-captions": {"text_tower": "text-tower", "mixup": 0.4, "negatives": "all", "context_length": 32},
+}
 
 
 def first_step(cluster: Cluster, folder: Path, kind: str) -> tuple[float, dict[str, torch.Tensor]]:
@@ -25,7 +33,10 @@ def first_step(cluster: Cluster, folder: Path, kind: str) -> tuple[float, dict[s
     if kind == "simclr":
         run = SimclrRun(SimclrTrainConfig(images=folder / "images", out=out, **settings), cluster)
     else:
-        config = ClipTrainConfig(pairs=folder / "pairs.jsonl", out=out, text_tower="open_clip", loss=kind, **settings)
+        clip = dict(CLIP_SETTINGS[kind])
+        if clip["text_tower"] != "open_clip":
+            clip["text_tower"] = str(folder / clip["text_tower"])
+        config = ClipTrainConfig(pairs=folder / "pairs.jsonl", out=out, **clip, **settings)
         run = ClipRun(config, cluster)
     loss, _ = run.backward(0)
     named = run.trainable.named_parameters()

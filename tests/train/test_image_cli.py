@@ -107,7 +107,7 @@ ERRORS = {
     "unknown model": (
         lambda t: ["--pairs", _flags(t), "--model", "ViT-Nope"],
         2,
-        "Error: unknown model 'ViT-Nope'; choose one of es-resnet-64, es-vit-64",
+        "Error: unknown model 'ViT-Nope'; choose one of es-resnet-64, es-resnet-32, es-vit-64",
     ),
     "unknown text tower": (
         lambda t: ["--pairs", _flags(t), "--text-tower", "nowhere"],

@@ -1,5 +1,6 @@
 """Two processes (gloo, on this machine) compute the loss and gradients of one process on the same global batch
-for CLIP (open_clip's ClipLoss gathers features with their gradients), SigLIP (open_clip's SigLipLoss passes
+for CLIP (open_clip's ClipLoss gathers features with their gradients; so does SoftClipLoss, with mixup and
+with every training caption as a negative), SigLIP (open_clip's SigLipLoss passes
 text features between neighbours; the mean of the per-process losses is the one-process loss) and SimCLR
 (NT-Xent gathers both views); and a whole torchrun of two processes trains the weights of one (``--run-slow``:
 spawned processes take ~20 s to import and build here)."""
@@ -19,6 +20,7 @@ from safetensors.torch import load_file
 
 from embedsearch.train import ClipTrainConfig, train_clip
 from embedsearch.train.distributed import Cluster
+from tests.train.conftest import write_tiny_model
 from tests.train.image_ddp_worker import RUNS, first_step, worker
 from tests.train.image_toys import register_tiny_model, write_colour_images, write_pairs
 from tests.train.test_distributed import free_port
@@ -30,6 +32,7 @@ REPO = Path(__file__).resolve().parents[2]
 def toy(tmp_path_factory):
     folder = tmp_path_factory.mktemp("ddp-images")
     write_pairs(folder / "pairs.jsonl", write_colour_images(folder))
+    write_tiny_model(folder / "text-tower", dropout=0.0)
     return folder
 
 
