@@ -12,8 +12,7 @@ from embedsearch.train.config import RunSettings
 
 CLIP_LOSSES = ("clip", "siglip")
 NEGATIVES = ("auto", "batch", "all")
-# mixup's Beta(a, a) for the CLIP loss: on emoji with a vendor held out, mixup (0.4) with every training caption
-# as a negative took image->text R@1 from 0.37 to 0.43 in the same steps, and 1.0 for 100 epochs to 0.45
+# mixup's Beta(a, a) for the CLIP loss: chosen on emoji with google's drawings held out (benchmarks/README.md)
 DEFAULT_MIXUP = 1.0
 # settings that change neither the weights nor the model chosen: a resumed run may differ in these
 
@@ -109,8 +108,7 @@ class ClipTrainConfig(ImageTrainConfig):
     (``all`` where it applies). See :mod:`embedsearch.train.clip_loss`.
 
     The default image tower is ``es-resnet-32`` for 100 epochs: on 2 CPU cores, on emoji with one vendor's
-    drawing style held out, it reached more recall in 7 minutes (70 epochs) than ``es-resnet-64`` in 4 (30
-    epochs) and as much as a deeper ``es-resnet-64`` with stronger augmentation in 13 (benchmarks/README.md).
+    drawing style held out, 32 px reached more recall per minute than 64 px (benchmarks/README.md).
     """
 
     model: str = "es-resnet-32"
