@@ -49,12 +49,13 @@ import os
 import platform
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import textwrap
 import time
 from pathlib import Path
+
+from child_process import run_child  # benchmarks/, first on sys.path when run as a script
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = Path(os.environ.get("EMBEDSEARCH_DATA", REPO.parent / "shared" / "data")) / "emoji"
@@ -172,12 +173,7 @@ def _throughput_configs(args: argparse.Namespace) -> list[str]:
 
 
 def _child(config: str, spec: Path) -> dict:
-    print(f"... {config}", file=sys.stderr, flush=True)
-    command = [sys.executable, __file__, "--child", config, str(spec)]
-    result = subprocess.run(command, stdout=subprocess.PIPE, text=True, check=False)
-    if result.returncode != 0:
-        sys.exit(f"{config} failed (its stderr is above)")
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    return run_child(__file__, config, spec)
 
 
 def _run_child(config: str, spec: dict) -> dict:
@@ -370,20 +366,15 @@ def _throughput_open_clip(spec: dict) -> dict:
     from embedsearch.runtime import use_batch_threads
     from embedsearch.train import ClipTrainConfig
     from embedsearch.train.augment import TrainAugment
-    from embedsearch.train.clip_model import build_clip_model, lock_text_tower, tokenizer_of
+    from embedsearch.train.clip_model import lock_text_tower, tokenizer_of
+    from embedsearch.train.clip_trainer import model_of
     from embedsearch.train.image_data import decode_images
 
     use_batch_threads()
     config = ClipTrainConfig(pairs=spec["train_3vendors"], out=Path(spec["work"]) / "unused", seed=spec["seed"])
     steps, batch = spec["throughput_steps"], config.batch_size
     torch.manual_seed(config.seed)
-    built = build_clip_model(
-        config.model,
-        config.image_size,
-        config.text_tower,
-        context_length=config.context_length,
-        temperature=config.initial_temperature,
-    )
+    built = model_of(config)
     model = built.model
     model.output_dict = True  # as main.py creates it
     lock_text_tower(model, config.unlocked_layers)  # model.lock_text_tower(unlocked_layers=0, ...)

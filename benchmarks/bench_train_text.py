@@ -38,11 +38,12 @@ import os
 import platform
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from child_process import run_child  # benchmarks/, first on sys.path when run as a script
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = Path(os.environ.get("EMBEDSEARCH_DATA", REPO.parent / "shared" / "data")) / "scifact"
@@ -130,12 +131,7 @@ def _throughput_configs(args: argparse.Namespace) -> list[str]:
 
 
 def _child(config: str, spec: Path) -> dict:
-    print(f"... {config}", file=sys.stderr, flush=True)
-    command = [sys.executable, __file__, "--child", config, str(spec)]
-    result = subprocess.run(command, stdout=subprocess.PIPE, text=True, check=False)
-    if result.returncode != 0:
-        sys.exit(f"{config} failed (its stderr is above)")
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    return run_child(__file__, config, spec)
 
 
 def _run_child(config: str, spec: dict) -> dict:

@@ -36,8 +36,9 @@ OUR_MODEL_CONFIGS: dict[str, dict[str, Any]] = {
         "vision_cfg": {"layers": [1, 1, 1, 1], "width": 16, "image_size": 64, "head_width": 32},
         "text_cfg": {"width": 256, "heads": 4, "layers": 3},
     },
-    # the same at 32 px (emoji are drawn at 64): a quarter of the pixels, 2.3x the samples/s, and on emoji with a
-    # vendor held out more recall in the same minutes (fine detail is what memorises one vendor's drawings)
+    # the same at 32 px (emoji are drawn at 64): a quarter of the pixels (bench_train_clip, 2 cores: 525-538
+    # samples/s with mixup, es-resnet-64 327-379 without), and on emoji with a vendor held out more recall in the
+    # same minutes (fine detail is what memorises one vendor's drawings)
     "es-resnet-32": {
         "embed_dim": 256,
         "vision_cfg": {"layers": [1, 1, 1, 1], "width": 16, "image_size": 32, "head_width": 32},

@@ -67,6 +67,18 @@ def train_clip(config: ClipTrainConfig, on_step: Callable[[StepReport], None] | 
         shutdown(cluster)
 
 
+def model_of(config: ClipTrainConfig) -> BuiltModel:
+    """The untrained open_clip model ``config`` describes (image tower, text tower, temperature, SigLIP bias)."""
+    return build_clip_model(
+        config.model,
+        config.image_size,
+        config.text_tower,
+        context_length=config.context_length,
+        temperature=config.initial_temperature,
+        siglip=config.loss == "siglip",
+    )
+
+
 class ClipRun(ImageRun):
     """One CLIP / SigLIP run; see :func:`train_clip`."""
 
@@ -88,19 +100,12 @@ class ClipRun(ImageRun):
         self.augment = self.train_augment()
         self.normalise = Normalise(self.built.preprocess_cfg["mean"], self.built.preprocess_cfg["std"])
         self.loss_fn = clip_loss(config.loss, self.cluster, soft=config.soft_loss)
-        self.bank_rows = self._caption_bank() if config.all_negatives else None
+        self.bank, self.bank_rows = self._caption_bank() if config.all_negatives else (None, None)
 
     def _build_model(self) -> BuiltModel:
         config = self.config
         torch.manual_seed(config.seed)
-        built = build_clip_model(
-            config.model,
-            config.image_size,
-            config.text_tower,
-            context_length=config.context_length,
-            temperature=config.initial_temperature,
-            siglip=config.loss == "siglip",
-        )
+        built = model_of(config)
         if config.text_locked:
             lock_text_tower(built.model, config.unlocked_layers)
         built.model.to(self.device)
@@ -147,13 +152,13 @@ class ClipRun(ImageRun):
                 features[chunk.to(part.device)] = part
         return features
 
-    def _caption_bank(self) -> torch.Tensor:
-        """For every caption, its row among the training captions (-1 for a validation caption): the
-        image->text negatives when every training caption is one."""
+    def _caption_bank(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The image->text negatives when every training caption is one: the training captions' frozen features,
+        and for every caption its row among them (-1 for a validation caption)."""
         train = torch.tensor(self.data.train.captions)
         rows = torch.full((len(self.data.captions),), -1, dtype=torch.long)
         rows[train] = torch.arange(len(train))
-        return rows
+        return self.text_features[train.to(self.text_features.device)], rows
 
     def _loss(self, batch: list[tuple[int, int]], step: int) -> tuple[torch.Tensor, int]:
         config, share = self.config, self.local_share(batch)
@@ -177,11 +182,8 @@ class ClipRun(ImageRun):
             return self.loss_fn(image_features, text_features, scale, self.model.logit_bias), len(batch)
         if not config.soft_loss:
             return self.loss_fn(image_features, text_features, scale), len(batch)
-        if self.bank_rows is None:
-            return self.loss_fn(image_features, text_features, scale, plan), len(batch)
-        train_captions = torch.tensor(self.data.train.captions, device=self.text_features.device)
-        bank = self.text_features[train_captions]
-        return self.loss_fn(image_features, text_features, scale, plan, bank, self.bank_rows[captions]), len(batch)
+        bank_index = None if self.bank_rows is None else self.bank_rows[captions]
+        return self.loss_fn(image_features, text_features, scale, plan, self.bank, bank_index), len(batch)
 
     def _text_features(self, captions: torch.Tensor) -> torch.Tensor:
         if self._text_frozen:
