@@ -8,10 +8,12 @@ import pytest
 
 import embedsearch.metrics
 from embedsearch.metrics import image_text_recall
+from tests.encoders.tolerances import U_FP32, gamma
 
 
 def _scores(rows: list[list[float]]) -> tuple[np.ndarray, np.ndarray]:
-    """Image vectors and caption vectors whose image x caption dot products are ``rows``."""
+    """Image vectors and caption vectors whose image x caption dot products are ``rows``: with one-hot captions
+    each product has one non-zero term, so it is exact in any summation order and a tie is a true tie."""
     scores = np.array(rows, dtype=np.float32)
     return scores, np.eye(scores.shape[1], dtype=np.float32)
 
@@ -59,9 +61,26 @@ def test_scoring_in_blocks_equals_scoring_at_once(monkeypatch):
     images, texts = rng.standard_normal((50, 6)), rng.standard_normal((30, 6))
     owners = [sorted({i % 30, int(rng.integers(30))}) for i in range(50)]
     whole = image_text_recall(images, texts, owners)
+    # blocks and the whole are different float32 products of the same float32-rounded vectors; their recalls are
+    # equal on any CPU only if no wrong candidate scores that close to a right one (see _far_from_ties)
+    images_of = [[i for i, captions in enumerate(owners) if t in captions] for t in range(len(texts))]
+    assert _far_from_ties(images, texts, owners) and _far_from_ties(texts, images, images_of)
     monkeypatch.setattr(embedsearch.metrics, "_BLOCK", 7)
     assert image_text_recall(images, texts, owners) == whole
     assert 0 < whole["image_to_text_R@1"] < whole["image_to_text_R@10"] < 1
+
+
+def _far_from_ties(queries: np.ndarray, candidates: np.ndarray, relevant) -> bool:
+    """True if, in float64, every query's best right candidate and every wrong one are further apart than two
+    float32 computations of a score can be: rounding the vectors to float32 (2u |x||y|) plus a dot product of
+    ``dim`` terms in any order (gamma_dim |x||y|), on each side."""
+    exact = queries @ candidates.T
+    scale = np.linalg.norm(queries, axis=1).max() * np.linalg.norm(candidates, axis=1).max()
+    bound = 2 * (2 * U_FP32 + gamma(queries.shape[1])) * scale
+    for row, right in zip(exact, relevant, strict=True):
+        if np.abs(np.delete(row, right) - row[right].max()).min() <= bound:
+            return False
+    return True
 
 
 @pytest.mark.parametrize(

@@ -18,8 +18,19 @@ from embedsearch.index import build_index
 from embedsearch.mining import mine_hard_negatives
 from embedsearch.search import Searcher
 from embedsearch.train.pairs import read_beir_pairs, read_pairs_file
+from tests.encoders.tolerances import HIT_ROUNDING, cosine_error
+from tests.fake_encoder import DIM
 
 WORDS = [f"w{i}" for i in range(24)]
+# the miner and these tests compute the same cosines apart (a batch, one query, or a numpy dot product), each
+# within this of the exact value on any CPU; rankings and margins compared between them are exact only where the
+# scores are further apart than twice this, which _far_apart checks
+SCORE_ERROR = cosine_error(DIM) + HIT_ROUNDING
+
+
+def _far_apart(scores) -> bool:
+    """True if sorted ``scores`` have no two neighbours closer than two computations of one cosine can be."""
+    return bool(np.all(np.abs(np.diff(np.asarray(scores, dtype=np.float64))) > 2 * SCORE_ERROR))
 
 
 def _write(path: Path, records: list[dict]) -> Path:
@@ -58,7 +69,9 @@ def test_negatives_are_the_ranked_candidates_minus_known_positives(index, beir, 
     for pair in pairs:
         positives.setdefault(pair.anchor, set()).add(pair.positive)
     for line in lines:
-        ranked = [h.snippet for h in index.search(line.anchor, k=10)]
+        hits = index.search(line.anchor, k=11)  # one past the range, so that its edge is checked too
+        assert _far_apart([h.score for h in hits])
+        ranked = [h.snippet for h in hits[:10]]
         expected = [t for t in ranked if t not in positives[line.anchor]][:4]
         assert list(line.negatives) == expected
     assert report.skipped_positives >= 11 and report.skipped_by_margin == 0
@@ -68,7 +81,9 @@ def test_negatives_are_the_ranked_candidates_minus_known_positives(index, beir, 
 def test_the_range_is_one_based_and_inclusive(index, beir, tmp_path):
     mine_hard_negatives(index, beir, tmp_path / "neg.jsonl", ranks=(3, 5), margin=-2.0, per_pair=10)
     for line in read_pairs_file(tmp_path / "neg.jsonl"):
-        ranked = [h.snippet for h in index.search(line.anchor, k=5)]
+        hits = index.search(line.anchor, k=6)
+        assert _far_apart([h.score for h in hits])  # ranks 2|3 and 5|6 are not near-ties
+        ranked = [h.snippet for h in hits[:5]]
         assert set(line.negatives) <= set(ranked[2:5]) and line.negatives
         assert line.positive not in line.negatives
 
@@ -78,7 +93,9 @@ def test_candidates_scored_near_or_above_the_positive_are_skipped(index, beir, t
     assert report.skipped_by_margin > 0
     for line in read_pairs_file(tmp_path / "neg.jsonl"):
         scores = {h.snippet: h.score for h in index.search(line.anchor, k=30)}
-        assert all(scores[n] < scores[line.positive] - 0.05 for n in line.negatives)
+        ceiling = scores[line.positive] - 0.05
+        assert all(scores[n] < ceiling for n in line.negatives)
+        assert _far_apart(sorted([ceiling, *scores.values()]))  # no candidate sits on the margin's edge
     everything = mine_hard_negatives(index, beir, tmp_path / "none.jsonl", ranks=(1, 20), margin=5.0)
     assert (everything.negatives, everything.without_negatives) == (0, 11)
 
