@@ -365,10 +365,9 @@ def _throughput_open_clip(spec: dict) -> dict:
     from embedsearch.data.image_pairs import read_image_pairs
     from embedsearch.runtime import use_batch_threads
     from embedsearch.train import ClipTrainConfig
-    from embedsearch.train.augment import TrainAugment
-    from embedsearch.train.clip_model import lock_text_tower, tokenizer_of
-    from embedsearch.train.clip_trainer import model_of
-    from embedsearch.train.image_data import decode_images
+    from embedsearch.train.image.augment import TrainAugment
+    from embedsearch.train.image.cache import decode_images
+    from embedsearch.train.image.clip.model import lock_text_tower, model_of, tokenizer_of
 
     use_batch_threads()
     config = ClipTrainConfig(pairs=spec["train_3vendors"], out=Path(spec["work"]) / "unused", seed=spec["seed"])
@@ -457,7 +456,7 @@ class _InMemoryLoader:
     def __iter__(self):
         import numpy as np
 
-        from embedsearch.train.augment import sample_seeds
+        from embedsearch.train.image.augment import sample_seeds
 
         per_epoch = max(1, len(self.pixels) // self.batch)
         for step in range(self.num_batches):

@@ -98,8 +98,8 @@ def _parse() -> argparse.Namespace:
 
 def _spec(args: argparse.Namespace, work: Path) -> Path:
     """Write the settings every child reads (and the held-out dev queries, shared by both training runs)."""
-    from embedsearch.train.devset import split_by_anchor
-    from embedsearch.train.pairs import read_beir_pairs
+    from embedsearch.train.text.devset import split_by_anchor
+    from embedsearch.train.text.pairs import read_beir_pairs
 
     if not (args.data / "corpus.jsonl").exists():
         sys.exit(f"no corpus at {args.data}: pass --data or set EMBEDSEARCH_DATA")
@@ -221,7 +221,7 @@ def _test_metrics(name: str, home: Path, spec: dict) -> dict:
 
 
 def _train_pairs(spec: dict) -> list:
-    from embedsearch.train.pairs import read_beir_pairs
+    from embedsearch.train.text.pairs import read_beir_pairs
 
     return read_beir_pairs(spec["data"]).pairs
 

@@ -9,7 +9,8 @@ import click
 
 from embedsearch.cli.main import cli
 from embedsearch.cli.options import quiet_option
-from embedsearch.train.clip_config import DEFAULT_MIXUP, ClipTrainConfig, SimclrTrainConfig
+from embedsearch.train.image.clip.config import DEFAULT_MIXUP, ClipTrainConfig
+from embedsearch.train.image.simclr.config import SimclrTrainConfig
 
 positive_float = click.FloatRange(min=0, min_open=True)
 

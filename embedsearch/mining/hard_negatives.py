@@ -19,7 +19,7 @@ import numpy as np
 from embedsearch.errors import InvalidInputError, OutputExistsError
 from embedsearch.runtime import use_batch_threads
 from embedsearch.search import Hit, Searcher
-from embedsearch.train.pairs import Pair, positives_by_anchor, read_beir_pairs, read_pairs_file
+from embedsearch.train.text.pairs import Pair, positives_by_anchor, read_beir_pairs, read_pairs_file
 
 
 @dataclass

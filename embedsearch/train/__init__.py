@@ -9,7 +9,12 @@ or dropout as the augmentation), with symmetric InfoNCE over in-batch negatives.
 (CLIP or SigLIP loss, a pretrained text tower locked or not); ``train_simclr(SimclrTrainConfig(images=...,
 out=...))`` trains an image encoder self-supervised on an image folder. Both write an open_clip model directory.
 
-Names are imported lazily, so that reading pairs (``embedsearch.train.pairs``) does not import torch.
+Layout: the one training loop (:mod:`~embedsearch.train.loop`) and what every trainer shares (``settings``,
+``checkpoint``, ``distributed``, ``batching``, ``schedules``, ``card``) at the top; ``text/`` trains text
+encoders; ``image/`` image encoders, with ``image/clip/`` and ``image/simclr/``.
+
+Names are imported lazily, so that reading pairs (``embedsearch.train.text.pairs``) or a config does not
+import torch.
 """
 
 from __future__ import annotations
@@ -18,19 +23,19 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
-    "ClipTrainConfig": "embedsearch.train.clip_config",
-    "InfoNCELoss": "embedsearch.train.losses",
-    "NTXentLoss": "embedsearch.train.losses",
-    "Pair": "embedsearch.train.pairs",
-    "read_beir_pairs": "embedsearch.train.pairs",
-    "read_pairs_file": "embedsearch.train.pairs",
-    "SimclrTrainConfig": "embedsearch.train.clip_config",
-    "StepReport": "embedsearch.train.progress",
-    "TextTrainConfig": "embedsearch.train.config",
-    "TrainResult": "embedsearch.train.config",
-    "train_clip": "embedsearch.train.clip_trainer",
-    "train_simclr": "embedsearch.train.simclr",
-    "train_text": "embedsearch.train.trainer",
+    "ClipTrainConfig": "embedsearch.train.image.clip.config",
+    "InfoNCELoss": "embedsearch.train.text.loss",
+    "NTXentLoss": "embedsearch.train.image.simclr.loss",
+    "Pair": "embedsearch.train.text.pairs",
+    "read_beir_pairs": "embedsearch.train.text.pairs",
+    "read_pairs_file": "embedsearch.train.text.pairs",
+    "SimclrTrainConfig": "embedsearch.train.image.simclr.config",
+    "StepReport": "embedsearch.train.loop",
+    "TextTrainConfig": "embedsearch.train.text.config",
+    "TrainResult": "embedsearch.train.settings",
+    "train_clip": "embedsearch.train.image.clip.trainer",
+    "train_simclr": "embedsearch.train.image.simclr.trainer",
+    "train_text": "embedsearch.train.text.trainer",
 }
 
 __all__ = list(_EXPORTS)

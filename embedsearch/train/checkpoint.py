@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from embedsearch.errors import InvalidInputError, OutputExistsError, TrainingError
+from embedsearch.files import replace_durably
 
 CHECKPOINT_FORMAT = 1
 
@@ -58,9 +59,7 @@ class Workspace:
         """Write ``state`` as the checkpoint, atomically."""
         tmp = self.checkpoint.with_suffix(".pt.tmp")
         torch.save({"format": CHECKPOINT_FORMAT, **state}, tmp)
-        _fsync(tmp)
-        os.replace(tmp, self.checkpoint)
-        _fsync(self.folder)
+        replace_durably(tmp, self.checkpoint)
 
     def load(self) -> dict[str, Any]:
         """The last checkpoint; :class:`TrainingError` if it is unreadable or of another format."""
@@ -81,16 +80,20 @@ class Workspace:
         write(staging)
         if self.out.exists():
             os.replace(self.out, self.folder / "replaced")
-        os.replace(staging, self.out)
-        _fsync(self.out.parent)
+        replace_durably(staging, self.out)  # every file of the model is on disk before it is named ``out``
         shutil.rmtree(self.folder, ignore_errors=True)
         return self.out
 
 
-def _fsync(path: Path) -> None:
-    flags = os.O_RDONLY | (os.O_DIRECTORY if path.is_dir() else 0)
-    descriptor = os.open(path, flags)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
+def check_same_run(state: dict[str, Any], identity: dict[str, Any], fingerprint: str, world: int) -> None:
+    """A checkpoint may only continue the run that wrote it: same settings (``identity``), data and number of
+    processes. Raises :class:`TrainingError` naming what changed."""
+    before = state["identity"]
+    changed = sorted(k for k in set(before) | set(identity) if before.get(k) != identity.get(k))
+    if changed:
+        shown = ", ".join(f"{k} {before.get(k)!r} -> {identity.get(k)!r}" for k in changed)
+        raise TrainingError(f"the checkpoint was written with other settings ({shown}); resume with the same ones")
+    if state["data"] != fingerprint:
+        raise TrainingError("the training data changed since the checkpoint was written; resume with the same files")
+    if state["world"] != world:
+        raise TrainingError(f"the checkpoint was written by {state['world']} process(es); resume with as many")

@@ -17,7 +17,7 @@ from embedsearch.errors import InvalidInputError, OutputExistsError
 from embedsearch.index import build_index
 from embedsearch.mining import mine_hard_negatives
 from embedsearch.search import Searcher
-from embedsearch.train.pairs import read_beir_pairs, read_pairs_file
+from embedsearch.train.text.pairs import read_beir_pairs, read_pairs_file
 from tests.encoders.tolerances import HIT_ROUNDING, cosine_error
 from tests.fake_encoder import DIM
 

@@ -14,11 +14,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from embedsearch.train.batches import build_step_batch
 from embedsearch.train.distributed import Cluster, init_from_env, shutdown
-from embedsearch.train.gradcache import contrastive_step
-from embedsearch.train.losses import InfoNCELoss
-from embedsearch.train.pairs import Pair, positives_by_anchor
+from embedsearch.train.text.batches import build_step_batch
+from embedsearch.train.text.gradcache import contrastive_step
+from embedsearch.train.text.loss import InfoNCELoss
+from embedsearch.train.text.pairs import Pair, positives_by_anchor
 
 BUCKETS = 97
 

@@ -9,10 +9,11 @@ from pathlib import Path
 
 import torch
 
-from embedsearch.train.clip_config import ClipTrainConfig, SimclrTrainConfig
-from embedsearch.train.clip_trainer import ClipRun
 from embedsearch.train.distributed import Cluster, init_from_env, shutdown
-from embedsearch.train.simclr import SimclrRun
+from embedsearch.train.image.clip.config import ClipTrainConfig
+from embedsearch.train.image.clip.trainer import ClipRun
+from embedsearch.train.image.simclr.config import SimclrTrainConfig
+from embedsearch.train.image.simclr.trainer import SimclrRun
 from tests.train.image_toys import register_tiny_model
 
 RUNS = ("clip", "siglip", "simclr", "clip-mixup", "clip-all-captions")

@@ -74,7 +74,7 @@ TINY_MODEL_CONFIG = {
 
 def register_tiny_model() -> str:
     """Register :data:`TINY_MODEL` (a one-layer ViT at 32 px, no BatchNorm) through the real config registry."""
-    from embedsearch.train.clip_model import OUR_MODEL_CONFIGS, register_model_config
+    from embedsearch.train.image.towers import OUR_MODEL_CONFIGS, register_model_config
 
     if TINY_MODEL not in OUR_MODEL_CONFIGS:
         register_model_config(TINY_MODEL, TINY_MODEL_CONFIG)

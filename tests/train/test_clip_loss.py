@@ -9,8 +9,8 @@ import torch.nn.functional as F
 
 from embedsearch.errors import InvalidInputError
 from embedsearch.train import ClipTrainConfig
-from embedsearch.train.clip_loss import MixPlan, QuietClipLoss, SoftClipLoss, clip_loss
 from embedsearch.train.distributed import Cluster
+from embedsearch.train.image.clip.loss import MixPlan, QuietClipLoss, SoftClipLoss, clip_loss
 
 
 def features(n: int, dim: int = 8, seed: int = 0) -> torch.Tensor:

@@ -1,6 +1,6 @@
-"""``train_clip`` end to end with a one-layer ViT at 32 px on the colour toy: it learns, it is reproducible, a
-resumed run equals an uninterrupted one, a locked text tower is run once per caption and never in a step,
-and the output is an encoder embedsearch loads by path."""
+"""``train_clip`` (and ``train_simclr``) end to end with a one-layer ViT at 32 px on the colour toy: it learns,
+it is reproducible, a resumed run equals an uninterrupted one, a locked text tower is run once per caption and
+never in a step, and the output is an encoder embedsearch loads by path."""
 
 from __future__ import annotations
 
@@ -15,8 +15,9 @@ from safetensors.torch import load_file
 from embedsearch.encoders import get_encoder
 from embedsearch.encoders.open_clip_model import pad_id, trim_padding
 from embedsearch.errors import InvalidInputError, OutputExistsError
-from embedsearch.train import ClipTrainConfig, train_clip
-from embedsearch.train.clip_model import build_clip_model, tokenizer_of
+from embedsearch.train import ClipTrainConfig, SimclrTrainConfig, train_clip, train_simclr
+from embedsearch.train.image.clip.model import build_clip_model, tokenizer_of
+from tests.train.interrupt import Interrupt, StepRecorder, stop_at
 
 FAST = {
     "batch_size": 8,
@@ -102,38 +103,37 @@ def test_seeded_runs_are_identical(colour_pairs, tiny_image_model, tmp_path):
     assert "logit_bias" in a and all(torch.equal(a[k], b[k]) for k in a)
 
 
-class Interrupt(Exception):
-    pass
+def _resumable(kind: str, pairs, model: str, out):
+    """A CLIP run (mixup on, so the mixing plan is part of what must continue) or a SimCLR run on the flags."""
+    steps = {"max_steps": 5, "eval_every": 2, "save_every": 2}
+    if kind == "simclr":
+        return train_simclr, SimclrTrainConfig(
+            images=pairs.parent / "images", out=out, model=model, batch_size=8, val_fraction=0.25, quiet=True, **steps
+        )
+    return train_clip, ClipTrainConfig(pairs=pairs, out=out, model=model, **{**FAST, "mixup": 0.4}, **steps)
 
 
-def test_a_resumed_run_ends_with_the_weights_of_an_uninterrupted_one(colour_pairs, tiny_image_model, tmp_path):
-    config = ClipTrainConfig(
-        pairs=colour_pairs,
-        out=tmp_path / "whole",
-        model=tiny_image_model,
-        max_steps=5,
-        eval_every=2,
-        save_every=2,
-        **FAST,
-    )
-    whole = train_clip(config)
+@pytest.mark.parametrize("kind", ["clip", "simclr"])
+def test_a_resumed_run_ends_with_the_weights_of_an_uninterrupted_one(colour_pairs, tiny_image_model, tmp_path, kind):
+    """Exactly, RNG included: the checkpoint holds every piece of state, so the resumed run does the same float
+    operations in the same order as the uninterrupted one and its losses, RNG states after each step and
+    weights are bit for bit the same, on any CPU and at any thread count (both runs use the same)."""
+    train, config = _resumable(kind, colour_pairs, tiny_image_model, tmp_path / "whole")
+    whole_steps = StepRecorder()
+    whole = train(config, on_step=whole_steps)
     broken = replace(config, out=tmp_path / "resumed")
-
-    def stop_at_3(report):
-        if report.step == 3:
-            raise Interrupt
-
     with pytest.raises(Interrupt):
-        train_clip(broken, on_step=stop_at_3)  # the last checkpoint is at step 2
+        train(broken, on_step=stop_at(3))  # the last checkpoint is at step 2
     assert not broken.out.exists() and (tmp_path / "resumed.tmp-train" / "checkpoint.pt").is_file()
     with pytest.raises(OutputExistsError, match="interrupted run"):
-        train_clip(broken)
-    resumed = train_clip(replace(broken, resume=True))
-    assert resumed.card["losses"] == pytest.approx(whole.card["losses"], rel=1e-5)
+        train(broken)
+    resumed_steps = StepRecorder()
+    resumed = train(replace(broken, resume=True), on_step=resumed_steps)
+    assert list(resumed_steps.steps) == [3, 4, 5] and resumed_steps.steps == whole_steps.after(2)
+    assert resumed.card["losses"] == whole.card["losses"]
     assert [e["step"] for e in resumed.evaluations] == [0, 2, 4, 5]
     expected, got = weights(config.out), weights(broken.out)
-    for key in expected:
-        torch.testing.assert_close(got[key], expected[key], rtol=1e-5, atol=1e-6)
+    assert expected.keys() == got.keys() and all(torch.equal(got[k], expected[k]) for k in expected)
 
 
 def test_a_locked_text_tower_embeds_each_caption_once_and_never_in_a_step(

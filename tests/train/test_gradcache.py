@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 import torch
 
-from embedsearch.train.batches import build_step_batch
 from embedsearch.train.distributed import Cluster
-from embedsearch.train.gradcache import batch_loss, contrastive_step, text_chunks
-from embedsearch.train.losses import InfoNCELoss
-from embedsearch.train.model import TextModel
-from embedsearch.train.pairs import Pair, positives_by_anchor
+from embedsearch.train.text.batches import build_step_batch
+from embedsearch.train.text.gradcache import batch_loss, contrastive_step, text_chunks
+from embedsearch.train.text.loss import InfoNCELoss
+from embedsearch.train.text.model import TextModel
+from embedsearch.train.text.pairs import Pair, positives_by_anchor
 from tests.train.conftest import toy_pairs
 
 LOSS = InfoNCELoss(temperature=0.05)

@@ -13,11 +13,13 @@ import torch.nn.functional as F
 
 from embedsearch.errors import InvalidInputError, SourceError
 from embedsearch.train import ClipTrainConfig, NTXentLoss
-from embedsearch.train.augment import TrainAugment, sample_seeds
-from embedsearch.train.clip_data import load_clip_data
-from embedsearch.train.image_data import decode_images, list_image_files
-from embedsearch.train.image_sampler import EpochPlan, caption_batches, image_batches
-from embedsearch.train.progress import cosine_schedule
+from embedsearch.train.batching import EpochPlan
+from embedsearch.train.image.augment import TrainAugment, sample_seeds
+from embedsearch.train.image.cache import decode_images, list_image_files
+from embedsearch.train.image.clip.batches import caption_batches
+from embedsearch.train.image.clip.data import load_clip_data
+from embedsearch.train.image.simclr.trainer import image_batches
+from embedsearch.train.schedules import cosine_schedule
 from tests.train.image_toys import COLOURS, FLAGS, write_colour_images, write_pairs
 
 

@@ -7,8 +7,8 @@ import math
 import pytest
 import torch
 
-from embedsearch.train.batches import duplicate_mask
-from embedsearch.train.losses import InfoNCELoss
+from embedsearch.train.text.batches import duplicate_mask
+from embedsearch.train.text.loss import InfoNCELoss
 
 ANCHORS = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
 CANDIDATES = torch.tensor([[1.0, 0.0], [0.6, 0.8], [-1.0, 0.0]])  # positives of anchors 0 and 1, then a negative

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from embedsearch.errors import InvalidInputError, SourceError
-from embedsearch.train.batches import random_crop
-from embedsearch.train.config import TextTrainConfig
-from embedsearch.train.pairs import Pair, attach_negatives, read_beir_pairs, read_corpus, read_pairs_file
+from embedsearch.train.text.batches import random_crop
+from embedsearch.train.text.config import TextTrainConfig
+from embedsearch.train.text.pairs import Pair, attach_negatives, read_beir_pairs, read_corpus, read_pairs_file
 from tests.train.conftest import toy_pairs, write_jsonl
 
 

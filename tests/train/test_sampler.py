@@ -6,10 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from embedsearch.train.batches import build_step_batch
+from embedsearch.train.batching import EpochPlan
 from embedsearch.train.distributed import Cluster
-from embedsearch.train.pairs import Pair, positives_by_anchor
-from embedsearch.train.sampler import BatchPlan, epoch_batches
+from embedsearch.train.text.batches import build_step_batch, epoch_batches
+from embedsearch.train.text.pairs import Pair, positives_by_anchor
 
 
 def clashing_pairs() -> list[Pair]:
@@ -35,18 +35,22 @@ def test_batches_depend_only_on_seed_and_epoch():
     assert epoch_batches(pairs, 8, 1, 0) != epoch_batches(pairs, 8, 2, 0)
 
 
+def plan_of(pairs: list[Pair], batch_size: int, seed: int, epochs: int, max_steps: int | None = None) -> EpochPlan:
+    return EpochPlan(lambda epoch: epoch_batches(pairs, batch_size, seed, epoch), epochs, max_steps)
+
+
 def test_the_plan_walks_epoch_after_epoch():
     pairs = [Pair(f"q{i}", f"d{i}") for i in range(10)]
-    plan = BatchPlan(pairs, 4, seed=0, epochs=3, max_steps=None)
+    plan = plan_of(pairs, 4, seed=0, epochs=3)
     assert plan.total_steps == 6  # two full batches per epoch; the last two pairs wait for the next epoch
     assert [plan.position(s) for s in range(6)] == [(0, 0), (0, 1), (1, 0), (1, 1), (2, 0), (2, 1)]
     assert plan.batch(3) == epoch_batches(pairs, 4, 0, 1)[1]
-    assert BatchPlan(pairs, 4, seed=0, epochs=1, max_steps=7).total_steps == 7
+    assert plan_of(pairs, 4, seed=0, epochs=1, max_steps=7).total_steps == 7
 
 
 def test_too_few_pairs_for_one_batch():
-    with pytest.raises(ValueError, match="do not fill one batch of 4"):
-        BatchPlan([Pair("q", f"d{i}") for i in range(10)], 4, seed=0, epochs=1, max_steps=None)
+    with pytest.raises(ValueError, match="do not fill one batch"):
+        plan_of([Pair("q", f"d{i}") for i in range(10)], 4, seed=0, epochs=1)
 
 
 @pytest.mark.parametrize("mode", [None, "crop", "dropout"])

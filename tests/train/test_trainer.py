@@ -17,10 +17,11 @@ from safetensors.torch import load_file
 from embedsearch.encoders import get_encoder
 from embedsearch.errors import InvalidInputError, OutputExistsError, TrainingError, UnknownEncoderError
 from embedsearch.train import TextTrainConfig, train_text
-from embedsearch.train.dataset import load_training_data
-from embedsearch.train.devset import evaluate_dev
-from embedsearch.train.model import TextModel
+from embedsearch.train.text.data import load_training_data
+from embedsearch.train.text.devset import evaluate_dev
+from embedsearch.train.text.model import TextModel
 from tests.train.conftest import toy_pairs, write_jsonl
+from tests.train.interrupt import Interrupt, StepRecorder, stop_at
 
 FAST = {"batch_size": 16, "lr": 1e-3, "quiet": True, "dev_fraction": 0.2}
 
@@ -96,18 +97,6 @@ def test_seeded_runs_are_identical_and_seeds_matter(tiny_model, toy_file, tmp_pa
     assert all(torch.equal(first[k], second[k]) for k in first)
 
 
-class Interrupt(Exception):
-    pass
-
-
-def _stop_at(step: int):
-    def on_step(report):
-        if report.step == step:
-            raise Interrupt
-
-    return on_step
-
-
 RESUMABLE = {
     "pairs": {},
     "crop, gradcache": {"self_supervised": "crop", "cache_chunk": 8, "dev_fraction": 0.1},
@@ -118,6 +107,9 @@ RESUMABLE = {
 def test_a_resumed_run_ends_with_the_weights_of_an_uninterrupted_one(
     tiny_model, toy_file, beir_folder, tmp_path, settings
 ):
+    """Exactly: the resumed run does the same float operations in the same order from a checkpoint holding
+    every piece of state (weights, optimizer, schedule, RNG), so its losses, RNG states and weights are bit for
+    bit those of the uninterrupted run, on any CPU and at any thread count (both runs use the same)."""
     data = beir_folder if settings.get("self_supervised") else toy_file
     config = TextTrainConfig(
         data=data,
@@ -128,17 +120,19 @@ def test_a_resumed_run_ends_with_the_weights_of_an_uninterrupted_one(
         save_every=2,
         **{**FAST, **settings},
     )
-    whole = train_text(config)
+    whole_steps = StepRecorder()
+    whole = train_text(config, on_step=whole_steps)
     broken = replace(config, out=tmp_path / "resumed")
     with pytest.raises(Interrupt):
-        train_text(broken, on_step=_stop_at(5))  # the last checkpoint is at step 4
+        train_text(broken, on_step=stop_at(5))  # the last checkpoint is at step 4
     assert not broken.out.exists() and (tmp_path / "resumed.tmp-train" / "checkpoint.pt").is_file()
-    resumed = train_text(replace(broken, resume=True))
-    assert resumed.card["losses"] == pytest.approx(whole.card["losses"], rel=1e-5)
+    resumed_steps = StepRecorder()
+    resumed = train_text(replace(broken, resume=True), on_step=resumed_steps)
+    assert list(resumed_steps.steps) == [5, 6, 7] and resumed_steps.steps == whole_steps.after(4)
+    assert resumed.card["losses"] == whole.card["losses"]
     assert [e["step"] for e in resumed.evaluations] == [e["step"] for e in whole.evaluations] == [0, 3, 6, 7]
     expected, got = weights(config.out), weights(broken.out)
-    for key in expected:
-        torch.testing.assert_close(got[key], expected[key], rtol=1e-5, atol=1e-6)
+    assert expected.keys() == got.keys() and all(torch.equal(got[k], expected[k]) for k in expected)
     assert not (tmp_path / "resumed.tmp-train").exists()
 
 
@@ -147,7 +141,7 @@ def test_an_interrupted_run_must_be_resumed_or_overwritten(tiny_model, pairs_fil
         data=pairs_file, out=tmp_path / "m", base=str(tiny_model), max_steps=3, save_every=1, **FAST
     )
     with pytest.raises(Interrupt):
-        train_text(config, on_step=_stop_at(2))
+        train_text(config, on_step=stop_at(2))
     with pytest.raises(
         OutputExistsError, match="holds an interrupted run; pass --resume to continue it or --overwrite"
     ):
@@ -244,7 +238,7 @@ def test_a_base_model_that_cannot_be_loaded(toy_file, tmp_path):
 def test_a_run_that_fails_before_its_first_checkpoint_leaves_nothing(tiny_model, toy_file, tmp_path):
     config = TextTrainConfig(data=toy_file, out=tmp_path / "m", base=str(tiny_model), max_steps=4, save_every=2, **FAST)
     with pytest.raises(Interrupt):
-        train_text(config, on_step=_stop_at(1))
+        train_text(config, on_step=stop_at(1))
     assert list(tmp_path.iterdir()) == []
 
 

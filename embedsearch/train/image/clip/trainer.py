@@ -27,23 +27,18 @@ from tqdm.auto import tqdm
 
 from embedsearch.encoders.open_clip_model import pad_id, trim_padding
 from embedsearch.metrics import image_text_recall
-from embedsearch.train.augment import Normalise, sample_seeds
-from embedsearch.train.clip_config import ClipTrainConfig
-from embedsearch.train.clip_data import load_clip_data
-from embedsearch.train.clip_loss import MixPlan, clip_loss
-from embedsearch.train.clip_model import (
-    BuiltModel,
-    build_clip_model,
-    lock_text_tower,
-    text_tower_folder,
-    tokenizer_of,
-    vision_config,
-)
-from embedsearch.train.config import TrainResult
+from embedsearch.train.batching import EpochPlan
 from embedsearch.train.distributed import init_from_env, shutdown
-from embedsearch.train.image_run import BEST_METRIC, ImageRun
-from embedsearch.train.image_sampler import EpochPlan, caption_batches
-from embedsearch.train.progress import StepReport
+from embedsearch.train.image.augment import Normalise, sample_seeds
+from embedsearch.train.image.clip.batches import caption_batches
+from embedsearch.train.image.clip.config import ClipTrainConfig
+from embedsearch.train.image.clip.data import load_clip_data
+from embedsearch.train.image.clip.loss import MixPlan, clip_loss
+from embedsearch.train.image.clip.model import lock_text_tower, model_of, text_tower_folder, tokenizer_of
+from embedsearch.train.image.run import BEST_METRIC, ImageRun
+from embedsearch.train.image.towers import BuiltModel, vision_config
+from embedsearch.train.loop import StepReport
+from embedsearch.train.settings import TrainResult
 
 ENCODE_BATCH = 256
 RECALLS = tuple(f"{way}_R@{k}" for way in ("image_to_text", "text_to_image") for k in (1, 5, 10))
@@ -65,18 +60,6 @@ def train_clip(config: ClipTrainConfig, on_step: Callable[[StepReport], None] | 
         return ClipRun(config, cluster, on_step).run()
     finally:
         shutdown(cluster)
-
-
-def model_of(config: ClipTrainConfig) -> BuiltModel:
-    """The untrained open_clip model ``config`` describes (image tower, text tower, temperature, SigLIP bias)."""
-    return build_clip_model(
-        config.model,
-        config.image_size,
-        config.text_tower,
-        context_length=config.context_length,
-        temperature=config.initial_temperature,
-        siglip=config.loss == "siglip",
-    )
 
 
 class ClipRun(ImageRun):
@@ -146,9 +129,9 @@ class ClipRun(ImageRun):
             ):
                 chunk = order[start : start + ENCODE_BATCH]
                 tokens = trim_padding(self.tokens[chunk], pad).to(self.device)
-                part = F.normalize(model.encode_text(tokens).float(), dim=-1)
+                part = F.normalize(model.encode_text(tokens), dim=-1)
                 if features is None:
-                    features = torch.empty((len(order), part.shape[1]), device=part.device)
+                    features = torch.empty((len(order), part.shape[1]), dtype=part.dtype, device=part.device)
                 features[chunk.to(part.device)] = part
         return features
 
@@ -215,7 +198,7 @@ class ClipRun(ImageRun):
     def _text_tower_source(self) -> Path | None:
         return self.built.text_tower_source
 
-    def _describe(self) -> dict[str, Any]:
+    def _describe_data(self) -> dict[str, Any]:
         return {
             **self.data.describe(),
             "text_tower": {

@@ -29,8 +29,8 @@ import torch.nn.functional as F
 from open_clip.loss import ClipLoss, SigLipLoss
 from torch import nn
 
-from embedsearch.train.augment import sample_seeds
 from embedsearch.train.distributed import Cluster
+from embedsearch.train.image.augment import sample_seeds
 
 MIX_STREAM = 7  # the per-sample seed stream of the mixing plan (augmentation uses stream 0)
 

@@ -1,4 +1,4 @@
-"""Augmentation of decoded training images (uint8 tensors from :mod:`embedsearch.train.image_data`), per sample
+"""Augmentation of decoded training images (uint8 tensors from :mod:`embedsearch.train.image.cache`), per sample
 with ``torchvision.transforms.v2``: random resized crop, optional horizontal flip, colour jitter, optional
 greyscale; then the model's normalisation.
 

@@ -1,5 +1,7 @@
-"""From the pairs of a global batch to what one process embeds, plus the labels and duplicate mask of the
-global batch (every process computes the same ones, so no strings cross process boundaries).
+"""Which pairs go into which batch (:func:`epoch_batches`: anchors and positives unique within a batch, so that
+no document is ever the negative of its own copy), and from the pairs of a global batch to what one process
+embeds, plus the labels and duplicate mask of the global batch (every process computes the same ones, so no
+strings cross process boundaries).
 
 Column layout of the global batch: the B positives (column i belongs to pair i), then ``K`` hard-negative
 slots per pair (pair i owns columns ``B + i*K ... B + i*K + K - 1``); a slot is empty when a pair has fewer
@@ -16,8 +18,21 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from embedsearch.train.batching import pack_batches
 from embedsearch.train.distributed import Cluster
-from embedsearch.train.pairs import Pair
+from embedsearch.train.text.pairs import Pair
+
+
+def epoch_batches(pairs: Sequence[Pair], batch_size: int, seed: int, epoch: int) -> list[list[int]]:
+    """Indices of ``pairs`` for each batch of epoch ``epoch``: a seeded permutation packed greedily into full
+    batches in which no anchor text and no positive text occurs twice (see :mod:`embedsearch.train.batching`)."""
+
+    def choose(index: int, used: set) -> tuple[int, set] | None:
+        keys = {("anchor", pairs[index].anchor), ("positive", pairs[index].positive)}
+        return None if keys & used else (index, keys)
+
+    order = np.random.default_rng([seed, epoch]).permutation(len(pairs)).tolist()
+    return pack_batches(order, batch_size, choose)
 
 
 @dataclass
@@ -27,7 +42,7 @@ class StepBatch:
     ``texts``: what this process embeds, in order: its ``b = B / world`` anchors, its ``b`` positives, then
     its present negatives; ``filled`` (long, ``(n_present,)``): the slot (of this process's ``b*K``) of each
     present negative; ``labels`` (long, ``(B,)``) and ``mask`` (bool, ``(B, B + B*K)``) are those of
-    :class:`~embedsearch.train.losses.InfoNCELoss` for the global batch.
+    :class:`~embedsearch.train.text.loss.InfoNCELoss` for the global batch.
     """
 
     texts: list[str]

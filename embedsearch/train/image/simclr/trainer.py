@@ -2,7 +2,7 @@
 image-to-image search.
 
 SimCLR (Chen, Kornblith, Norouzi and Hinton, 2020): two augmented views of one image are a positive pair, every
-other view in the global batch a negative, under NT-Xent (:class:`embedsearch.train.losses.NTXentLoss`). The
+other view in the global batch a negative, under NT-Xent (:class:`embedsearch.train.image.simclr.loss.NTXentLoss`). The
 loss sees the image tower's features through a small projection head (linear, ReLU, linear), which is dropped
 at the end: the saved encoder embeds with the tower's own features, which the paper found better for
 downstream use than the head's.
@@ -25,16 +25,16 @@ from torch import nn
 
 from embedsearch.errors import InvalidInputError
 from embedsearch.metrics import image_text_recall
-from embedsearch.train.augment import sample_seeds
-from embedsearch.train.clip_config import SimclrTrainConfig
-from embedsearch.train.clip_model import build_image_model, vision_config
-from embedsearch.train.config import TrainResult
+from embedsearch.train.batching import EpochPlan
 from embedsearch.train.distributed import init_from_env, shutdown
-from embedsearch.train.image_data import decode_images, fingerprint_files, list_image_files
-from embedsearch.train.image_run import BEST_METRIC, ImageRun
-from embedsearch.train.image_sampler import EpochPlan, image_batches
-from embedsearch.train.losses import NTXentLoss
-from embedsearch.train.progress import StepReport
+from embedsearch.train.image.augment import sample_seeds
+from embedsearch.train.image.cache import decode_images, fingerprint_files, list_image_files
+from embedsearch.train.image.run import BEST_METRIC, ImageRun
+from embedsearch.train.image.simclr.config import SimclrTrainConfig
+from embedsearch.train.image.simclr.loss import NTXentLoss
+from embedsearch.train.image.towers import BuiltModel, build_open_clip, vision_config
+from embedsearch.train.loop import StepReport
+from embedsearch.train.settings import TrainResult
 
 ENCODE_BATCH = 256
 RECALLS = tuple(f"image_to_image_R@{k}" for k in (1, 5, 10))
@@ -78,9 +78,10 @@ class SimclrRun(ImageRun):
         self.plan = self._plan()
         torch.manual_seed(config.seed)
         self.built = build_image_model(config.model, config.image_size)
+        self.built.model.to(self.device)
         dim = self.built.model_cfg["embed_dim"]
         self.head = nn.Sequential(nn.Linear(dim, dim), nn.ReLU(), nn.Linear(dim, config.projection_dim))
-        self.head.to(self.cluster.device(config.device))
+        self.head.to(self.device)
         self.networks = nn.ModuleDict({"model": self.built.model, "head": self.head})
         self.augment = self.train_augment()
         self.loss_fn = NTXentLoss(config.temperature, self.cluster)
@@ -128,7 +129,7 @@ class SimclrRun(ImageRun):
     def skipped_images(self) -> int:
         return len(self.cache.skipped)
 
-    def _describe(self) -> dict[str, Any]:
+    def _describe_data(self) -> dict[str, Any]:
         return {
             "folder": str(self.config.images),
             "images": len(self.cache),
@@ -136,6 +137,21 @@ class SimclrRun(ImageRun):
             "val_images": len(self.val_rows),
             "skipped_images": [{"path": str(p), "reason": r} for p, r in self.cache.skipped],
         }
+
+
+def image_batches(count: int, batch_size: int, seed: int, epoch: int) -> list[list[int]]:
+    """Image indexes of each full batch of epoch ``epoch``: a seeded permutation of ``range(count)`` in chunks."""
+    order = np.random.default_rng([seed, epoch, 13]).permutation(count).tolist()
+    return [order[i : i + batch_size] for i in range(0, count - batch_size + 1, batch_size)]
+
+
+def build_image_model(name: str, image_size: int | None) -> BuiltModel:
+    """A fresh open_clip ``CLIP`` for image-only training: image tower ``name`` and a placeholder text tower
+    (one layer, width 8, 8 tokens: open_clip's ``CLIP`` always has one; the saved model declares only the image
+    modality, so it is never used)."""
+    vision, embed_dim, _ = vision_config(name, image_size)
+    text_cfg = {"context_length": 8, "vocab_size": 8, "width": 8, "heads": 1, "layers": 1}
+    return build_open_clip(name, {"embed_dim": embed_dim, "vision_cfg": vision, "text_cfg": text_cfg})
 
 
 def _hold_out(count: int, fraction: float, seed: int) -> tuple[list[int], list[int]]:

@@ -14,8 +14,8 @@ import numpy as np
 
 from embedsearch.data import Document
 from embedsearch.metrics import evaluate_run
-from embedsearch.train.batches import random_crop
-from embedsearch.train.pairs import Pair
+from embedsearch.train.text.batches import random_crop
+from embedsearch.train.text.pairs import Pair
 
 TOP_K = 100
 

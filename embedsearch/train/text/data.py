@@ -6,9 +6,9 @@ import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from embedsearch.train.config import TextTrainConfig
-from embedsearch.train.devset import DevSet, build_dev_set, split_by_anchor, split_documents
-from embedsearch.train.pairs import (
+from embedsearch.train.text.config import TextTrainConfig
+from embedsearch.train.text.devset import DevSet, build_dev_set, split_by_anchor, split_documents
+from embedsearch.train.text.pairs import (
     Pair,
     attach_negatives,
     read_beir_pairs,

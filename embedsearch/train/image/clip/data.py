@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 
 from embedsearch.data.image_pairs import ImagePairs, read_image_pairs
-from embedsearch.train.clip_config import ClipTrainConfig
-from embedsearch.train.image_data import ImageCache, decode_images, fingerprint_files
+from embedsearch.train.image.cache import ImageCache, decode_images, fingerprint_files
+from embedsearch.train.image.clip.config import ClipTrainConfig
 
 
 @dataclass

@@ -13,9 +13,10 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from embedsearch.train.batches import StepBatch
 from embedsearch.train.distributed import Cluster, average_gradients, gather_with_grad
-from embedsearch.train.losses import InfoNCELoss
+from embedsearch.train.random_state import rng_state, set_rng_state
+from embedsearch.train.text.batches import StepBatch
+from embedsearch.train.text.loss import InfoNCELoss
 
 Embed = Callable[[list[str]], torch.Tensor]
 """Texts in, float ``(n, d)`` embeddings out, with a graph when gradients are enabled."""
@@ -82,16 +83,3 @@ def _cached_backward(embed: Embed, batch: StepBatch, loss_fn: InfoNCELoss, clust
         again.backward(gradient=reps.grad[start : start + len(texts)])
         start += len(texts)
     return loss
-
-
-def rng_state() -> tuple[torch.Tensor, list[torch.Tensor] | None]:
-    """torch's CPU RNG state and, once CUDA is in use, every GPU's: what dropout draws from."""
-    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() and torch.cuda.is_initialized() else None
-    return torch.get_rng_state(), cuda
-
-
-def set_rng_state(state: tuple[torch.Tensor, list[torch.Tensor] | None]) -> None:
-    """Restore a state :func:`rng_state` returned."""
-    torch.set_rng_state(state[0])
-    if state[1] is not None:
-        torch.cuda.set_rng_state_all(state[1])

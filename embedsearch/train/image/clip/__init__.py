@@ -1,0 +1,1 @@
+"""Image–text training, CLIP or SigLIP loss: ``train_clip`` (:mod:`embedsearch.train.image.clip.trainer`)."""
