@@ -28,6 +28,10 @@ class DimensionMismatchError(InvalidInputError):
     """A query vector whose length is not the index's dimension (HTTP 400)."""
 
 
+class UnsupportedMediaError(InvalidInputError):
+    """An upload that is not an image this server can read (HTTP 415)."""
+
+
 class NotFoundError(EmbedsearchError):
     """An index, document or encoder does not exist (HTTP 404)."""
 
@@ -45,7 +49,9 @@ class IndexExistsError(EmbedsearchError):
 
 
 class EncoderMismatchError(EmbedsearchError):
-    """A query encoder whose name or weights fingerprint differs from the index's (HTTP 409)."""
+    """An encoder whose weights fingerprint or dimension differs from the index's (CLI exit 1, HTTP 409). Over HTTP
+    the encoder is always the index's own, so what a client can get wrong is a query vector's length: that is a
+    :class:`DimensionMismatchError` (HTTP 400)."""
 
 
 class UnsupportedModalityError(EmbedsearchError):
@@ -57,7 +63,8 @@ class IndexLockedError(EmbedsearchError):
 
 
 class CorruptIndexError(EmbedsearchError):
-    """Files on disk do not match their manifest (HTTP 500: not the client's fault)."""
+    """An index's files are missing, unreadable or do not match what was committed; the message names the index
+    and the file (HTTP 503 for that index only: not the client's fault, and other indexes keep being served)."""
 
 
 class TooLargeError(InvalidInputError):
@@ -67,6 +74,10 @@ class TooLargeError(InvalidInputError):
 class OutputExistsError(EmbedsearchError):
     """A command would replace an existing output (a trained model directory, a negatives file) without
     ``overwrite`` (HTTP 409, CLI exit 1)."""
+
+
+class UnauthorizedError(EmbedsearchError):
+    """A write without the right bearer token (HTTP 401)."""
 
 
 class TrainingError(EmbedsearchError):

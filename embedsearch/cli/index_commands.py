@@ -89,6 +89,7 @@ def add(name, sources, skip_invalid, home, lock_timeout, quiet) -> None:
     report = add_documents(name, documents, home=home, progress=not quiet, lock_timeout=lock_timeout)
     click.echo(f"added {len(report.added)}, updated {len(report.updated)}, unchanged {len(report.unchanged)}")
     _summarize("encoded", report, time.perf_counter() - start, skipped)
+    _echo_compaction(report.compaction)
 
 
 @index.command()
@@ -101,9 +102,51 @@ def delete(name, ids, home, lock_timeout) -> None:
     from embedsearch.index import delete_documents
 
     report = delete_documents(name, list(ids), home=home, lock_timeout=lock_timeout)
-    click.echo(f"deleted {len(report.deleted)}; {report.manifest['count']} documents remain")
+    if report.deleted:
+        click.echo(f"deleted {len(report.deleted)}; {report.manifest['count']} documents remain")
+    else:
+        click.echo(f"nothing deleted (none of the ids is in index {name!r}); nothing was written")
     if report.missing:
         click.echo(f"not in the index: {', '.join(report.missing)}", err=True)
+    _echo_compaction(report.compaction)
+
+
+@index.command()
+@click.argument("name")
+@home_option
+@lock_timeout_option
+@quiet_option
+def compact(name, home, lock_timeout, quiet) -> None:
+    """Merge the segments of index NAME into one and drop deleted chunks (upgrades an older format too)."""
+    from embedsearch.index import compact_index, index_info
+
+    start = time.perf_counter()
+    report = compact_index(name, home, progress=not quiet, lock_timeout=lock_timeout)
+    info = index_info(name, home)
+    if report.upgraded:
+        click.echo(f"upgraded index {name!r} to the current format")
+    merged = sum(len(m["sources"]) for m in report.merges)
+    click.echo(
+        f"compacted {merged} segment(s) into {len(info['segments'])}, dropped {report.dropped} deleted chunk(s)"
+        f"{', retrained the quantizer' if report.retrained else ''} in {time.perf_counter() - start:.1f}s; "
+        f"{_size(info['disk_bytes'])} on disk"
+    )
+
+
+def _echo_compaction(report) -> None:
+    if report is not None and report.merges:
+        merged = sum(len(m["sources"]) for m in report.merges)
+        click.echo(
+            f"compacted {merged} segment(s) into {len(report.merges)}, dropped {report.dropped} deleted chunk(s)"
+        )
+
+
+def _size(count: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if count < 1024 or unit == "GiB":
+            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
+        count /= 1024
+    return str(count)
 
 
 @index.command()
@@ -122,6 +165,14 @@ def info(name, home, as_json) -> None:
     for key in keys:
         click.echo(f"{key + ':':12}{manifest[key]}")
     click.echo(f"{'encoder:':12}{manifest['encoder']['name']} ({manifest['encoder']['fingerprint']})")
+    click.echo(f"{'tombstones:':12}{manifest['tombstones']} (deleted or replaced chunks not yet compacted away)")
+    click.echo(f"{'disk:':12}{_size(manifest['disk_bytes'])}")
+    click.echo(f"{'segments:':12}{len(manifest['segments'])}")
+    for segment in manifest["segments"]:
+        live = segment["vectors"] - segment["tombstones"]
+        click.echo(
+            f"  {segment['segment']:>6}  {live} live, {segment['tombstones']} tombstoned, {_size(segment['bytes'])}"
+        )
 
 
 @index.command("list")
@@ -131,10 +182,13 @@ def list_(home, as_json) -> None:
     """List the indexes in the home folder."""
     from embedsearch.index import list_indexes
 
-    manifests = list_indexes(home)
+    manifests = list_indexes(home, broken=True)
     if as_json:
         click.echo(json.dumps(manifests, indent=2, sort_keys=True))
     for manifest in [] if as_json else manifests:
+        if "broken" in manifest:
+            click.echo(f"{manifest['name']}\tBROKEN: {manifest['broken']}")
+            continue
         encoder = manifest["encoder"]["name"]
         click.echo(f"{manifest['name']}\t{manifest['count']} docs\t{manifest['spec']}\t{encoder}")
 

@@ -28,6 +28,12 @@ class ErrorMappingGroup(click.Group):
                 raise
             _report(err)
             sys.exit(2 if isinstance(err, InvalidInputError) else 1)
+        except OSError as err:  # a disk that is full, a folder that cannot be written: one line, not a traceback
+            if ctx.params.get("debug"):
+                raise
+            where = f": {err.filename}" if err.filename else ""
+            click.echo(f"Error: {err.strerror or err}{where}", err=True)
+            sys.exit(1)
         except KeyboardInterrupt:
             click.echo("Interrupted.", err=True)
             sys.exit(130)

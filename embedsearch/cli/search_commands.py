@@ -21,7 +21,7 @@ SNIPPET_CHARS = 160
     type=click.Path(exists=True, dir_okay=False),
     help="Search by this image (the index's encoder must embed images).",
 )
-@click.option("-k", "k", type=click.IntRange(min=1), default=10, show_default=True, help="How many documents.")
+@click.option("-k", "k", type=click.IntRange(1, 10_000), default=10, show_default=True, help="How many documents.")
 @click.option("--where", multiple=True, metavar="KEY=VALUE", help="Keep documents whose metadata matches.")
 @click.option(
     "--queries",
@@ -45,7 +45,7 @@ def search(name, query, image, k, where, queries, encoder, ef_search, nprobe, ho
     filters = parse_where(where)
     batch = read_queries(queries, images=True) if queries is not None else None
     searcher = load_index(name, home, encoder, query_kinds=_query_kinds(query, batch))
-    knobs = {key: v for key, v in (("ef_search", ef_search), ("nprobe", nprobe)) if v is not None}
+    knobs = {"ef_search": ef_search, "nprobe": nprobe}
     if batch is None:
         use_query_threads()
         if image is not None:
@@ -96,7 +96,7 @@ def evaluate() -> None:
 @click.argument("name")
 @click.option("--queries", type=click.Path(dir_okay=False), required=True, help="BEIR queries.jsonl.")
 @click.option("--qrels", type=click.Path(dir_okay=False), required=True, help="BEIR qrels TSV (with header).")
-@click.option("-k", "k", type=click.IntRange(min=100), default=100, show_default=True, help="Documents per query.")
+@click.option("-k", "k", type=click.IntRange(100, 10_000), default=100, show_default=True, help="Documents per query.")
 @home_option
 @json_option
 @quiet_option

@@ -9,17 +9,19 @@ from __future__ import annotations
 
 import csv
 import json
-import sys
 from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from embedsearch.data.documents import Document, document_from_record
+from embedsearch.data.documents import MAX_DOCUMENT_BYTES, Document, check_size, document_from_record, parse_json
 from embedsearch.data.images import IMAGE_SUFFIXES, image_document
 from embedsearch.errors import SourceError
 
 TEXT_SUFFIXES = (".txt", ".md")
 MAX_PROBLEMS_SHOWN = 5
+# A JSONL line or CSV record may carry a document of MAX_DOCUMENT_BYTES plus its metadata and JSON escapes;
+# a longer one is refused without being held in memory whole.
+MAX_RECORD_BYTES = 4 * MAX_DOCUMENT_BYTES
 
 
 @dataclass
@@ -89,12 +91,15 @@ def _records_of(path: Path, embeds: frozenset[str]) -> Iterator[tuple[str, Docum
 
 def _read_jsonl(path: Path) -> Iterator[tuple[str, Document | str]]:
     with _open_binary(path) as handle:
-        for lineno, raw in enumerate(handle, 1):
+        for lineno, raw in bounded_lines(handle, MAX_RECORD_BYTES):
+            where = f"{path}:{lineno}"
+            if raw is None:
+                yield where, f"a line over {MAX_RECORD_BYTES:,} bytes (the limit of one record)"
+                continue
             if not raw.strip():
                 continue
-            where = f"{path}:{lineno}"
             try:
-                yield where, document_from_record(json.loads(raw.decode("utf-8")))
+                yield where, document_from_record(parse_json(raw.decode("utf-8")))
             except UnicodeDecodeError:
                 yield where, "not valid UTF-8"
             except json.JSONDecodeError as err:
@@ -103,15 +108,45 @@ def _read_jsonl(path: Path) -> Iterator[tuple[str, Document | str]]:
                 yield where, str(err)
 
 
+def bounded_lines(handle, limit: int) -> Iterator[tuple[int, bytes | None]]:
+    """``(line number, bytes)`` of each line of a binary file; ``None`` for a line over ``limit`` bytes, which is
+    skipped in pieces, so that memory stays bounded whatever the file holds."""
+    lineno = 0
+    while True:
+        line = handle.readline(limit + 1)
+        if not line:
+            return
+        lineno += 1
+        if len(line) <= limit or line.endswith(b"\n"):
+            yield lineno, line
+            continue
+        while line and not line.endswith(b"\n"):
+            line = handle.readline(1 << 20)
+        yield lineno, None
+
+
 def _read_csv(path: Path) -> Iterator[tuple[str, Document | str]]:
-    csv.field_size_limit(sys.maxsize)
+    csv.field_size_limit(MAX_RECORD_BYTES)
     with _open_text(path, newline="") as handle:
-        reader = csv.DictReader(handle)
+        reader = csv.DictReader(handle, strict=True)
+        start = 2  # the line the next record begins on (the header is line 1)
         try:
             for row in reader:
-                yield _csv_row(f"{path}:{reader.line_num}", row)
-        except (UnicodeDecodeError, csv.Error) as err:
-            yield f"{path}:{reader.line_num + 1}", f"unreadable CSV ({err}); the rest of the file is skipped"
+                yield _csv_row(f"{path}:{start}", row)
+                start = reader.line_num + 1
+        except UnicodeDecodeError as err:
+            yield f"{path}:{start}", f"not valid UTF-8 ({err.reason}); the rest of the file is skipped"
+        except csv.Error as err:
+            yield f"{path}:{start}", f"{_csv_problem(err)}; the rest of the file is skipped"
+
+
+def _csv_problem(err: csv.Error) -> str:
+    message = str(err)
+    if "unexpected end of data" in message:
+        return "a quoted field that is never closed (unterminated quote)"
+    if "field larger than field limit" in message:
+        return f"a field over {MAX_RECORD_BYTES:,} bytes (the limit of one record)"
+    return f"unreadable CSV ({message})"
 
 
 def _csv_row(where: str, row: dict) -> tuple[str, Document | str]:
@@ -150,9 +185,15 @@ def _read_text_files(root: Path, files: list[Path]) -> Iterator[tuple[str, Docum
     for file in files:
         doc_id = file.relative_to(root).as_posix()
         try:
+            if file.stat().st_size > MAX_RECORD_BYTES:
+                raise ValueError(f"a file of {file.stat().st_size:,} bytes, over the limit of {MAX_DOCUMENT_BYTES:,}")
             text = file.read_text(encoding="utf-8").strip()
+            check_size(text, doc_id)
         except (OSError, UnicodeDecodeError) as err:
             yield str(file), f"unreadable ({err.__class__.__name__}: {err})"
+            continue
+        except ValueError as err:
+            yield str(file), str(err)
             continue
         yield str(file), Document(doc_id, text, {"path": doc_id}) if text else "empty file"
 

@@ -136,11 +136,7 @@ class OpenClipEncoder(Encoder):
         self.max_tokens = self.context_length - 2
 
     def _fingerprint(self) -> str:
-        digest = hashlib.sha256()
-        with (self.path / WEIGHTS_FILE).open("rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-        return digest.hexdigest()[:16]
+        return weights_fingerprint(self.path)
 
     @cached_property
     def transform(self) -> Any:
@@ -165,6 +161,15 @@ class OpenClipEncoder(Encoder):
         with torch.inference_mode():
             tokens = trim_padding(self.tokenizer(texts), pad_id(self.model))
             return self.model.encode_text(tokens).float().numpy()
+
+
+def weights_fingerprint(path: Path) -> str:
+    """sha256 of the directory's weights file (first 16 hex digits): computed without loading anything."""
+    digest = hashlib.sha256()
+    with (Path(path) / WEIGHTS_FILE).open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:16]
 
 
 def eval_transform(model_cfg: dict, preprocess_cfg: dict) -> Any:

@@ -17,7 +17,7 @@ from importlib.metadata import entry_points
 from pathlib import Path
 
 from embedsearch.encoders.base import Encoder
-from embedsearch.errors import EmbedsearchError, UnknownEncoderError
+from embedsearch.errors import EmbedsearchError, EncoderMismatchError, UnknownEncoderError
 
 EncoderFactory = Callable[[], Encoder]
 DirectoryLoader = Callable[[Path], "Encoder | None"]
@@ -46,12 +46,16 @@ def list_encoders() -> list[str]:
     return sorted(_factories)
 
 
-def get_encoder(reference: str | Path) -> Encoder:
+def get_encoder(reference: str | Path, *, fingerprint: str | None = None) -> Encoder:
     """The encoder a name or a model directory refers to (cached).
 
+    With ``fingerprint`` (what an index recorded), a model directory's files are hashed first and a directory
+    whose fingerprint differs is refused before anything in it is loaded (:class:`EncoderMismatchError`).
     Raises :class:`UnknownEncoderError` naming the reference and listing the known names.
     """
     _load_plugins()
+    if fingerprint is not None and str(reference) not in _factories:
+        _check_directory_fingerprint(Path(reference), fingerprint)
     key = str(reference) if str(reference) in _factories else str(Path(reference).resolve())
     with _lock:
         if key not in _loaded:
@@ -71,6 +75,20 @@ def _load(reference: str, key: str) -> Encoder:
         raise UnknownEncoderError(f"{reference!r} is a folder but not a model directory embedsearch can load")
     known = ", ".join(sorted(_factories))
     raise UnknownEncoderError(f"unknown encoder {reference!r}; known: {known}, or the path of a model directory")
+
+
+def _check_directory_fingerprint(path: Path, expected: str) -> None:
+    if not path.is_dir():
+        return  # not a directory: loading it fails with the usual message
+    from embedsearch.encoders.open_clip_model import is_open_clip_directory, weights_fingerprint
+    from embedsearch.encoders.sentence_transformer import fingerprint_directory
+
+    actual = weights_fingerprint(path) if is_open_clip_directory(path) else fingerprint_directory(path)
+    if actual != expected:
+        raise EncoderMismatchError(
+            f"the model directory {str(path)!r} has fingerprint {actual}, not the {expected} the index was built "
+            "with; it was not loaded"
+        )
 
 
 def _load_plugins() -> None:

@@ -1,21 +1,31 @@
-"""Stage 2: FAISS indexes with a manifest and a document store, kept under ``<home>/<name>/``."""
+"""Stage 2: FAISS indexes in segments with a document store and a manifest, kept under ``<home>/<name>/``."""
 
 from __future__ import annotations
 
 from embedsearch.index.catalog import index_info, list_indexes
+from embedsearch.index.compaction import CompactionPolicy, CompactionReport, compact_if_needed, compact_index
+from embedsearch.index.encoding import ChunkingPolicy
 from embedsearch.index.factory import SearchKnobs, choose_spec
-from embedsearch.index.stored import StoredIndex
-from embedsearch.index.writer import ChunkingPolicy, WriteReport, add_documents, build_index, delete_documents
+from embedsearch.index.identity import check_encoder, encoder_of
+from embedsearch.index.reader import IndexView, StoredIndex
+from embedsearch.index.writer import WriteReport, add_documents, build_index, delete_documents
 
 __all__ = [
     "ChunkingPolicy",
+    "CompactionPolicy",
+    "CompactionReport",
+    "IndexView",
     "SearchKnobs",
     "StoredIndex",
     "WriteReport",
     "add_documents",
     "build_index",
+    "check_encoder",
     "choose_spec",
+    "compact_if_needed",
+    "compact_index",
     "delete_documents",
+    "encoder_of",
     "index_info",
     "list_indexes",
 ]

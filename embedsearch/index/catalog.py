@@ -1,19 +1,44 @@
-"""What indexes a home folder holds, and the manifest of each."""
+"""What indexes a home folder holds, and what each is and holds (without reading its segments)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-from embedsearch.index.storage import index_directory, list_index_names, read_manifest
+from embedsearch.errors import EmbedsearchError
+from embedsearch.index.reader import describe
+from embedsearch.index.storage import index_directory, list_index_names, read_manifest, store_name
+from embedsearch.index.store import Store
 
 
 def index_info(name: str, home: str | Path | None = None) -> dict[str, Any]:
-    """The manifest of index ``name`` plus its ``path``; raises :class:`UnknownIndexError`."""
+    """The manifest of index ``name`` with its committed state (counts, generation, segments with their live and
+    tombstoned chunks), ``path`` and ``disk_bytes``. Raises :class:`UnknownIndexError`, or
+    :class:`CorruptIndexError` naming the broken file."""
     directory = index_directory(name, home)
-    return {**read_manifest(directory), "path": str(directory.resolve())}
+    manifest = read_manifest(directory)
+    store = Store.open(directory / store_name(manifest["epoch"]), name)
+    try:
+        with store.reading():
+            info = describe(manifest, store.state(), store.segments(), store.tombstone_counts())
+    finally:
+        store.close()
+    return {**info, "path": str(directory.resolve()), "disk_bytes": disk_bytes(directory)}
 
 
-def list_indexes(home: str | Path | None = None) -> list[dict[str, Any]]:
-    """The manifests of every committed index in ``home``, by name."""
-    return [index_info(name, home) for name in list_index_names(home)]
+def list_indexes(home: str | Path | None = None, *, broken: bool = False) -> list[dict[str, Any]]:
+    """The description of every index in ``home``, by name. An index that cannot be read is left out, or with
+    ``broken=True`` listed as ``{"name", "broken": message}``, so that one broken index hides no other."""
+    listed = []
+    for name in list_index_names(home):
+        try:
+            listed.append(index_info(name, home))
+        except EmbedsearchError as err:
+            if broken:
+                listed.append({"name": name, "broken": str(err)})
+    return listed
+
+
+def disk_bytes(directory: Path) -> int:
+    """Bytes the index's files take (the lock files aside)."""
+    return sum(p.stat().st_size for p in directory.iterdir() if p.is_file() and not p.name.startswith("."))

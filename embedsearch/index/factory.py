@@ -74,7 +74,7 @@ def make_index(spec: str, dim: int) -> faiss.Index:
     try:
         index = faiss.index_factory(dim, spec, faiss.METRIC_INNER_PRODUCT)
     except RuntimeError as err:
-        raise InvalidInputError(f"invalid index spec {spec!r}: {_faiss_reason(err)}") from err
+        raise InvalidInputError(f"invalid index spec {spec!r}: {faiss_reason(err)}") from err
     return index if _has_native_ids(index) else faiss.IndexIDMap2(index)
 
 
@@ -85,39 +85,100 @@ def _has_native_ids(index: faiss.Index) -> bool:
 def train_and_add(index: faiss.Index, ids: np.ndarray, vectors: np.ndarray, spec: str) -> None:
     """Train ``index`` on ``vectors`` if it needs it, then add them under ``ids``."""
     if not index.is_trained:
-        try:
-            index.train(vectors)
-        except RuntimeError as err:
-            raise InvalidInputError(
-                f"index spec {spec!r} cannot be trained on {len(vectors)} vectors ({_faiss_reason(err)}); "
-                "use 'Flat' or fewer lists/sub-quantizers"
-            ) from err
+        train(index, vectors, spec)
     if len(ids):
-        index.add_with_ids(vectors, ids)
+        index.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32), np.ascontiguousarray(ids, dtype=np.int64))
 
 
-def remove_ids(index: faiss.Index, ids: np.ndarray) -> bool:
-    """Remove ``ids``; returns False if this index type cannot remove (HNSW), so the caller rebuilds it."""
-    if not len(ids):
-        return True
+def train(index: faiss.Index, vectors: np.ndarray, spec: str) -> None:
+    """Train an empty index (IVF, PQ, ...) on ``vectors``; :class:`InvalidInputError` if there are too few."""
     try:
-        index.remove_ids(faiss.IDSelectorBatch(ids.astype(np.int64)))
-    except RuntimeError:
-        return False
-    return True
+        index.train(np.ascontiguousarray(vectors, dtype=np.float32))
+    except RuntimeError as err:
+        raise InvalidInputError(
+            f"index spec {spec!r} cannot be trained on {len(vectors)} vectors ({faiss_reason(err)}); "
+            "use 'Flat' or fewer lists/sub-quantizers"
+        ) from err
+
+
+def load_index_file(path) -> faiss.Index:
+    """A faiss index read from ``path`` (a quantizer file this package wrote)."""
+    return faiss.read_index(str(path))
+
+
+def is_hnsw(spec: str, dim: int) -> bool:
+    return isinstance(_inner(make_index(spec, dim)), faiss.IndexHNSW)
+
+
+def is_flat(index: faiss.Index) -> bool:
+    """Whether the index scans every vector anyway (so exact scoring of a subset is never worse)."""
+    return isinstance(_inner(index), faiss.IndexFlat)
+
+
+def needs_training(spec: str, dim: int) -> bool:
+    return not make_index(spec, dim).is_trained
+
+
+def keeps_exact_vectors(spec: str, dim: int) -> bool:
+    """Whether the spec stores vectors as they are (Flat, HNSW over Flat, IVF over Flat), so that they can be read
+    back exactly; compressing specs (PQ, SQ, PCA, ...) keep the raw vectors beside their segments."""
+    inner = _inner(make_index(spec, dim))
+    return isinstance(inner, faiss.IndexFlat | faiss.IndexHNSWFlat | faiss.IndexIVFFlat)
+
+
+def flat_storage(index: faiss.Index) -> faiss.IndexFlat | None:
+    """The flat array of vectors inside a Flat or HNSW-over-Flat index (positions = insertion order), else None."""
+    inner = _inner(index)
+    if isinstance(inner, faiss.IndexFlat):
+        return inner
+    if isinstance(inner, faiss.IndexHNSW):
+        storage = faiss.downcast_index(inner.storage)
+        return storage if isinstance(storage, faiss.IndexFlat) else None
+    return None
+
+
+def stored_ids(index: faiss.Index) -> np.ndarray:
+    """The int64 ids an index holds, in insertion order (IVF: list by list)."""
+    if isinstance(index, faiss.IndexIDMap):
+        return faiss.vector_to_array(index.id_map).astype(np.int64)
+    ivf = faiss.extract_index_ivf(index)
+    lists = ivf.invlists
+    parts = [np.zeros(0, dtype=np.int64)]
+    for number in range(lists.nlist):
+        size = lists.list_size(number)
+        if size:
+            parts.append(faiss.rev_swig_ptr(lists.get_ids(number), size).astype(np.int64))
+    return np.concatenate(parts)
+
+
+def prepare_for_lookups(index: faiss.Index) -> None:
+    """Let an IVF index reconstruct vectors by id (a hash table from id to list entry)."""
+    ivf = faiss.try_extract_index_ivf(index)
+    if ivf is not None:
+        ivf.set_direct_map_type(faiss.DirectMap.Hashtable)
+
+
+def empty_copy(index: faiss.Index) -> faiss.Index:
+    """An empty index with the same trained state (the quantizer of IVF/PQ) as ``index``."""
+    copy = faiss.clone_index(index)
+    copy.reset()
+    return copy
 
 
 def search(
-    index: faiss.Index, queries: np.ndarray, k: int, knobs: SearchKnobs, allowed: np.ndarray | None = None
+    index: faiss.Index, queries: np.ndarray, k: int, knobs: SearchKnobs, selector: faiss.IDSelector | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """``(D, I)`` of shape ``(len(queries), k)``, padded with ``-inf`` / ``-1``; ``allowed`` restricts ids."""
-    selector = faiss.IDSelectorBatch(allowed) if allowed is not None else None
+    """``(D, I)`` of shape ``(len(queries), k)``, padded with ``-inf`` / ``-1``; ``selector`` restricts ids."""
     params = _parameters(index, knobs, selector)
     return index.search(np.ascontiguousarray(queries, dtype=np.float32), k, params=params)
 
 
+def _inner(index: faiss.Index) -> faiss.Index:
+    return faiss.downcast_index(index.index) if isinstance(index, faiss.IndexIDMap) else index
+
+
 def _parameters(index: faiss.Index, knobs: SearchKnobs, selector) -> faiss.SearchParameters | None:
-    inner = faiss.downcast_index(index.index) if isinstance(index, faiss.IndexIDMap) else index
+    inner = _inner(index)
     if isinstance(inner, faiss.IndexHNSW):
         params = faiss.SearchParametersHNSW()
         params.efSearch = knobs.ef_search
@@ -133,7 +194,7 @@ def _parameters(index: faiss.Index, knobs: SearchKnobs, selector) -> faiss.Searc
     return params
 
 
-def _faiss_reason(err: RuntimeError) -> str:
+def faiss_reason(err: RuntimeError) -> str:
     """faiss's own sentence, without the C++ location and the failed condition."""
     message = str(err).strip().splitlines()[-1] if str(err).strip() else "unknown error"
     message = re.sub(r"^.*\.cpp:\d+: ", "", message)

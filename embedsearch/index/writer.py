@@ -1,8 +1,18 @@
-"""Build, update and delete: every write makes a new generation and switches to it atomically."""
+"""Build, add (upsert) and delete: each write costs what it changes.
+
+- ``build_index`` writes a new epoch (store, one segment, a trained quantizer for IVF/PQ specs) beside the
+  current one and commits it by replacing ``manifest.json``.
+- ``add_documents`` writes one new segment with the new and changed documents' chunks, then one transaction
+  that records it, their rows, and tombstones for the replaced documents' old chunks.
+- ``delete_documents`` writes tombstones only; ids that are not stored write nothing.
+
+After a write, :func:`embedsearch.index.compaction.compact_if_needed` merges segments when the policy says so
+(``compact=False`` leaves that to the caller: the HTTP server runs it in the background).
+"""
 
 from __future__ import annotations
 
-import shutil
+import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -12,49 +22,48 @@ from typing import Any
 import faiss
 import numpy as np
 
-from embedsearch.data import Chunk, Document, chunk_spans, load_image
+from embedsearch.data import Document
 from embedsearch.encoders import Encoder, get_encoder
-from embedsearch.errors import EncoderMismatchError, IndexExistsError, InvalidInputError, UnsupportedModalityError
+from embedsearch.errors import CorruptIndexError, IndexExistsError, InvalidInputError
 from embedsearch.index import factory
-from embedsearch.index.docstore import DocStore
+from embedsearch.index.compaction import DEFAULT_POLICY, CompactionPolicy, CompactionReport, compact_if_needed
+from embedsearch.index.encoding import (
+    ChunkingPolicy,
+    Encoded,
+    check_content,
+    check_unique,
+    content_of,
+    encode_documents,
+)
 from embedsearch.index.factory import SearchKnobs
+from embedsearch.index.identity import encoder_of
+from embedsearch.index.reader import describe
+from embedsearch.index.segments import ranges_of, segment_owners, write_segment
 from embedsearch.index.storage import (
-    commit_manifest,
-    generation_paths,
+    FORMAT_VERSION,
     index_directory,
     list_index_names,
     now,
+    quantizer_name,
     read_manifest,
-    remove_stale_files,
-    sync_file,
+    remove_other_epochs,
+    store_name,
+    write_atomically,
     write_lock,
+    write_manifest,
 )
+from embedsearch.index.store import SegmentInfo, Store
+from embedsearch.index.tidy import remove_unreferenced
 from embedsearch.runtime import use_batch_threads
 
 DEFAULT_LOCK_TIMEOUT = 300.0
-IMAGE_GROUP = 256  # images decoded at a time while encoding: bounds memory, whatever the folder's size
-
-
-@dataclass(frozen=True)
-class ChunkingPolicy:
-    """How documents become chunks: windows of the encoder's max tokens sharing ``overlap`` tokens (default:
-    an eighth of the window, 31 for MiniLM), or (with ``enabled=False``) one chunk per document that the model
-    truncates."""
-
-    enabled: bool = True
-    overlap: int | None = None
-
-    def resolved(self, max_tokens: int) -> ChunkingPolicy:
-        """This policy with a concrete overlap; :class:`InvalidInputError` if it does not fit the window."""
-        overlap = max_tokens // 8 if self.overlap is None else self.overlap
-        if not 0 <= overlap < max_tokens:
-            raise InvalidInputError(f"chunk overlap must be between 0 and {max_tokens - 1} tokens, got {overlap}")
-        return ChunkingPolicy(self.enabled, overlap)
+DEFAULT_CHUNKING = ChunkingPolicy()
 
 
 @dataclass
 class WriteReport:
-    """What a write did. ``timings`` has seconds per phase (chunk, encode, store, faiss)."""
+    """What a write did. ``manifest`` is the index's description after it (as ``index info`` shows it);
+    ``timings`` has seconds per phase (chunk, encode, segment, commit); ``compaction`` what merged afterwards."""
 
     manifest: dict[str, Any]
     added: list[str] = field(default_factory=list)
@@ -64,6 +73,7 @@ class WriteReport:
     missing: list[str] = field(default_factory=list)
     chunks_encoded: int = 0
     timings: dict[str, float] = field(default_factory=dict)
+    compaction: CompactionReport | None = None
 
 
 def build_index(
@@ -74,8 +84,9 @@ def build_index(
     spec: str = "auto",
     home: str | Path | None = None,
     overwrite: bool = False,
-    chunking: ChunkingPolicy = ChunkingPolicy(),
+    chunking: ChunkingPolicy = DEFAULT_CHUNKING,
     memory_budget: int | None = None,
+    compaction: CompactionPolicy = DEFAULT_POLICY,
     progress: bool = False,
     lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
 ) -> WriteReport:
@@ -86,8 +97,9 @@ def build_index(
     """
     if not documents:
         raise InvalidInputError("no documents to index")
+    check_unique(documents)
     encoder = get_encoder(encoder) if isinstance(encoder, str) else encoder
-    content = _content_of(documents, encoder)
+    content = content_of(documents, encoder)
     chunking = chunking.resolved(encoder.max_tokens)
     if spec != "auto":
         factory.make_index(spec, encoder.dim)  # a bad spec fails now, not after encoding everything
@@ -96,21 +108,123 @@ def build_index(
         raise IndexExistsError(f"index {name!r} already exists in {directory.parent}; pass --overwrite to replace it")
     use_batch_threads()
     with write_lock(directory, lock_timeout):
-        previous = read_manifest(directory) if name in list_index_names(home) else None
+        previous = _previous_manifest(directory, name, home)
         if previous and not overwrite:
             raise IndexExistsError(f"index {name!r} was created meanwhile; pass --overwrite to replace it")
         report = WriteReport(manifest={})
-        chunks, vectors = _encode(documents, encoder, chunking, progress, report)
-        spec = factory.choose_spec(len(chunks), encoder.dim, memory_budget) if spec == "auto" else spec
-        generation = (previous["generation"] if previous else 0) + 1
-        with _GenerationWriter(directory, generation, encoder.dim, None) as writer:
-            index = factory.make_index(spec, encoder.dim)
-            ids = writer.put(documents, chunks, vectors, report)
-            _timed(report, "faiss", lambda: factory.train_and_add(index, ids, vectors, spec))
-            manifest = _new_manifest(name, encoder, spec, chunking, content, previous)
-            report.manifest = writer.commit(index, manifest, report)
+        encoded = _encoded(documents, encoder, chunking, progress, report)
+        spec = factory.choose_spec(len(encoded.chunks), encoder.dim, memory_budget) if spec == "auto" else spec
+        epoch = (previous.get("epoch", 0) if previous else 0) + 1
+        manifest = _new_manifest(name, encoder, spec, chunking, content, compaction, epoch, previous)
+        generation = _previous_generation(directory, previous)
+        report.manifest = _write_epoch(directory, manifest, documents, encoded, report, generation)
         report.added = [d.id for d in documents]
     return report
+
+
+def _previous_manifest(directory: Path, name: str, home) -> dict[str, Any] | None:
+    """The manifest being replaced (a broken or older-format one counts as nothing to keep, but its epoch)."""
+    if name not in list_index_names(home):
+        return None
+    try:
+        return read_manifest(directory)
+    except CorruptIndexError:
+        return {"epoch": _epoch_on_disk(directory)}
+
+
+def _epoch_on_disk(directory: Path) -> int:
+    try:
+        epoch = json.loads((directory / "manifest.json").read_text(encoding="utf-8")).get("epoch", 0)
+        return epoch if isinstance(epoch, int) else 0
+    except (OSError, ValueError, AttributeError):
+        return 0
+
+
+def _previous_generation(directory: Path, previous: dict[str, Any] | None) -> int:
+    """The generation of the index being replaced, so that generations keep growing across rebuilds."""
+    if not previous or "store" not in previous:
+        return 0
+    try:
+        store = Store.open(directory / previous["store"], directory.name)
+    except CorruptIndexError:
+        return 0
+    try:
+        return store.generation()
+    except CorruptIndexError:
+        return 0
+    finally:
+        store.close()
+
+
+def _write_epoch(
+    directory: Path,
+    manifest: dict[str, Any],
+    documents: Sequence[Document],
+    encoded: Encoded,
+    report: WriteReport,
+    generation: int,
+) -> dict[str, Any]:
+    """Write store, segment and quantizer of a new epoch, then commit it with the manifest."""
+    epoch, dim, spec = manifest["epoch"], manifest["dim"], manifest["spec"]
+    for stale in (directory / store_name(epoch), directory / f"{store_name(epoch)}-wal"):
+        stale.unlink(missing_ok=True)  # left by a build of this epoch that crashed
+    start = time.perf_counter()
+    ids = np.arange(len(encoded.chunks), dtype=np.int64)
+    quantizer = _train_quantizer(directory, epoch, spec, dim, encoded.vectors)
+    info = _segment(directory, manifest, 1, ids, encoded.vectors, quantizer)
+    report.timings["segment"] = time.perf_counter() - start
+    start = time.perf_counter()
+    store = Store.create(directory / store_name(epoch), manifest["name"])
+    try:
+        with store.transaction():
+            store.put_documents(documents, encoded.chunks, 0, encoded.thumbnails)
+            store.add_segment(info)
+            trained_on = len(ids) if quantizer else None
+            state = _state(generation, len(documents), len(ids), len(ids), 2, quantizer, trained_on)
+            store.set_state(**state)
+        store.checkpoint()
+        described = describe(manifest, store.state(), store.segments(), {})
+    finally:
+        store.close()
+    write_manifest(directory, manifest)
+    remove_other_epochs(directory, epoch)
+    report.timings["commit"] = time.perf_counter() - start
+    return {**described, "name": manifest["name"]}
+
+
+def _state(generation, documents, chunks, next_chunk, next_segment, quantizer, trained_on) -> dict[str, Any]:
+    return {
+        "generation": generation + 1,
+        "documents": documents,
+        "chunks": chunks,
+        "next_chunk": next_chunk,
+        "next_segment": next_segment,
+        "quantizer": quantizer,
+        "trained_on": trained_on,
+        "updated": now(),
+    }
+
+
+def _train_quantizer(directory: Path, epoch: int, spec: str, dim: int, vectors: np.ndarray) -> str | None:
+    """For specs that train (IVF, PQ): train once, keep the empty trained index for later segments."""
+    if not factory.needs_training(spec, dim):
+        return None
+    index = factory.make_index(spec, dim)
+    factory.train(index, vectors, spec)
+    name = quantizer_name(epoch, 1)
+    write_atomically(directory / name, faiss.serialize_index(index).tobytes())
+    return name
+
+
+def _segment(
+    directory: Path, manifest: dict[str, Any], number: int, ids: np.ndarray, vectors: np.ndarray, quantizer: str | None
+) -> SegmentInfo:
+    """Write segment ``number`` of ``ids``/``vectors`` (from the trained quantizer where the spec has one)."""
+    dim, spec = manifest["dim"], manifest["spec"]
+    index = factory.load_index_file(directory / quantizer) if quantizer else factory.make_index(spec, dim)
+    factory.train_and_add(index, ids, vectors, spec)
+    raw = None if factory.keeps_exact_vectors(spec, dim) else (ids, vectors)
+    return write_segment(directory, manifest["epoch"], number, index, ranges_of(ids), raw=raw, quantizer=quantizer)
 
 
 def add_documents(
@@ -120,241 +234,146 @@ def add_documents(
     home: str | Path | None = None,
     encoder: Encoder | str | None = None,
     progress: bool = False,
+    compact: bool = True,
     lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
 ) -> WriteReport:
     """Add or replace documents by id (upsert). Unchanged documents (same text and metadata; for images, the
     same file bytes at the same path) are not re-encoded. Raises :class:`EncoderMismatchError` if ``encoder``
-    is not the index's encoder, and :class:`InvalidInputError` for images added to a text index or the reverse."""
+    is not the index's encoder, and :class:`InvalidInputError` for images added to a text index or the reverse,
+    or for an id given twice."""
     directory = index_directory(name, home)
-    _matching_encoder(read_manifest(directory), encoder)  # fail before waiting for the lock or encoding
+    check_unique(documents)
+    encoder = encoder_of(read_manifest(directory), encoder)  # fail before waiting for the lock or encoding
     use_batch_threads()
     with write_lock(directory, lock_timeout):
         manifest = read_manifest(directory)
-        encoder = _matching_encoder(manifest, encoder)
-        _check_content(manifest, documents, encoder)
-        report = WriteReport(manifest=manifest)
-        with _GenerationWriter.next_of(directory, manifest) as writer:
-            stored = writer.store.hashes([d.id for d in documents])
-            fresh = [d for d in documents if stored.get(d.id) != d.content_hash()]
-            report.unchanged = [d.id for d in documents if stored.get(d.id) == d.content_hash()]
-            report.updated = [d.id for d in fresh if d.id in stored]
-            report.added = [d.id for d in fresh if d.id not in stored]
-            if not fresh:
-                writer.discard()
-                return report  # nothing changed: no new generation
-            index = writer.load_vectors()
-            removed = np.array(writer.store.delete_documents(report.updated), dtype=np.int64)
-            chunks, vectors = _encode(fresh, encoder, _policy(manifest), progress, report)
-            ids = writer.put(fresh, chunks, vectors, report)
-            index = writer.apply(index, manifest["spec"], removed, ids, vectors, report)
-            report.manifest = writer.commit(index, manifest, report)
+        encoder = encoder_of(manifest, encoder)
+        check_content(manifest, documents, encoder)
+        report = _upsert(directory, manifest, documents, encoder, progress)
+    if compact and (report.added or report.updated):
+        report.compaction = compact_if_needed(name, home=home, lock_timeout=lock_timeout)
     return report
 
 
+def _upsert(directory: Path, manifest: dict[str, Any], documents, encoder: Encoder, progress: bool) -> WriteReport:
+    store = _open_store(directory, manifest)
+    try:
+        stored = store.hashes([d.id for d in documents])
+        fresh = [d for d in documents if stored.get(d.id) != d.content_hash()]
+        report = WriteReport(manifest={}, unchanged=[d.id for d in documents if stored.get(d.id) == d.content_hash()])
+        report.updated = [d.id for d in fresh if d.id in stored]
+        report.added = [d.id for d in fresh if d.id not in stored]
+        if not fresh:
+            report.manifest = _described(manifest, store)  # nothing changed: no new generation
+            return report
+        encoded = _encoded(fresh, encoder, ChunkingPolicy.of(manifest), progress, report)
+        state = store.state()
+        ids = np.arange(state["next_chunk"], state["next_chunk"] + len(encoded.chunks), dtype=np.int64)
+        start = time.perf_counter()
+        info = _segment(directory, manifest, state["next_segment"], ids, encoded.vectors, state.get("quantizer"))
+        report.timings["segment"] = time.perf_counter() - start
+        _commit(
+            store,
+            directory,
+            info,
+            report,
+            lambda: store.put_documents(fresh, encoded.chunks, int(ids[0]), encoded.thumbnails),
+        )
+        report.manifest = _described(manifest, store)
+        return report
+    finally:
+        store.close()
+
+
+def _commit(store: Store, directory: Path, info: SegmentInfo | None, report: WriteReport, put=None) -> None:
+    """One transaction: tombstones for the replaced or deleted documents, the new rows and segment, the state."""
+    start = time.perf_counter()
+    try:
+        with store.transaction():
+            state = store.state()
+            removed = store.remove_documents(report.updated + report.deleted)
+            if len(removed):
+                store.add_tombstones(removed, segment_owners(store.segments(), removed, store.index_name))
+            added_chunks = 0
+            if info is not None:
+                put()
+                store.add_segment(info)
+                added_chunks = report.chunks_encoded
+            new = len(report.added) - len(report.deleted)
+            store.set_state(
+                generation=state["generation"] + 1,
+                documents=state["documents"] + new,
+                chunks=state["chunks"] + added_chunks - len(removed),
+                next_chunk=state["next_chunk"] + (info.vectors if info else 0),
+                next_segment=state["next_segment"] + (1 if info else 0),
+                updated=now(),
+            )
+    except BaseException:
+        if info is not None:
+            (directory / info.file).unlink(missing_ok=True)
+            if info.raw:
+                (directory / info.raw).unlink(missing_ok=True)
+        raise
+    remove_unreferenced(directory, store)
+    report.timings["commit"] = time.perf_counter() - start
+
+
 def delete_documents(
-    name: str, ids: Sequence[str], *, home: str | Path | None = None, lock_timeout: float = DEFAULT_LOCK_TIMEOUT
+    name: str,
+    ids: Sequence[str],
+    *,
+    home: str | Path | None = None,
+    compact: bool = True,
+    lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
 ) -> WriteReport:
-    """Delete documents by id; ids that are not stored are reported in ``missing``."""
+    """Delete documents by id (tombstones only); ids that are not stored are reported in ``missing``, and when
+    none is stored nothing is written."""
     directory = index_directory(name, home)
     read_manifest(directory)  # an unknown index fails here, without creating its folder
     with write_lock(directory, lock_timeout):
         manifest = read_manifest(directory)
-        report = WriteReport(manifest=manifest)
-        with _GenerationWriter.next_of(directory, manifest) as writer:
-            present = writer.store.hashes(list(ids))
-            report.deleted = [i for i in ids if i in present]
-            report.missing = [i for i in ids if i not in present]
-            index = writer.load_vectors()
-            removed = np.array(writer.store.delete_documents(report.deleted), dtype=np.int64)
-            nothing = np.zeros((0, manifest["dim"]), np.float32)
-            index = writer.apply(index, manifest["spec"], removed, np.zeros(0, np.int64), nothing, report)
-            report.manifest = writer.commit(index, manifest, report)
+        store = _open_store(directory, manifest)
+        try:
+            present = store.hashes(list(ids))
+            report = WriteReport(manifest={}, deleted=[i for i in dict.fromkeys(ids) if i in present])
+            report.missing = [i for i in dict.fromkeys(ids) if i not in present]
+            if report.deleted:
+                _commit(store, directory, None, report)
+            report.manifest = _described(manifest, store)
+        finally:
+            store.close()
+    if compact and report.deleted:
+        report.compaction = compact_if_needed(name, home=home, lock_timeout=lock_timeout)
     return report
 
 
-class _GenerationWriter:
-    """Writes generation ``generation`` of an index beside the current one, then commits it."""
-
-    def __init__(self, directory: Path, generation: int, dim: int, previous: Path | None) -> None:
-        remove_stale_files(directory, keep={generation - 1, generation - 2})
-        self.directory = directory
-        self.generation = generation
-        self.store_path, self.faiss_path = generation_paths(directory, generation)
-        self.store = DocStore.open_writable(self.store_path, dim, copy_from=previous)
-        self.previous_faiss = generation_paths(directory, generation - 1)[1]
-
-    def __enter__(self) -> _GenerationWriter:
-        return self
-
-    def __exit__(self, error_type, error, traceback) -> None:
-        """On an error, close and remove this generation's files: the manifest still names the old ones."""
-        if error_type is not None:
-            self.discard()
-
-    def discard(self) -> None:
-        """Close and remove this generation's files: the manifest still names the previous ones."""
-        self.store.close()
-        remove_stale_files(self.directory, keep={self.generation - 1, self.generation - 2})
-
-    @classmethod
-    def next_of(cls, directory: Path, manifest: dict[str, Any]) -> _GenerationWriter:
-        previous_store = generation_paths(directory, manifest["generation"])[0]
-        return cls(directory, manifest["generation"] + 1, manifest["dim"], previous_store)
-
-    def load_vectors(self) -> faiss.Index:
-        return faiss.read_index(str(self.previous_faiss))
-
-    def put(self, documents: Sequence[Document], chunks: list[Chunk], vectors: np.ndarray, report: WriteReport):
-        start = time.perf_counter()
-        by_doc: dict[str, list[int]] = {}
-        for position, chunk in enumerate(chunks):
-            by_doc.setdefault(chunk.doc_id, []).append(position)
-        ids: list[int] = []
-        for document in documents:
-            rows = by_doc[document.id]
-            ids += self.store.put_document(document, [chunks[i] for i in rows], vectors[rows])
-        order = np.array([p for d in documents for p in by_doc[d.id]], dtype=np.int64)
-        report.timings["store"] = report.timings.get("store", 0.0) + time.perf_counter() - start
-        return _reorder(np.array(ids, dtype=np.int64), order)
-
-    def apply(self, index, spec: str, removed: np.ndarray, ids: np.ndarray, vectors: np.ndarray, report: WriteReport):
-        """Remove then add vectors; rebuild from the store where the index type cannot remove (HNSW)."""
-        start = time.perf_counter()
-        if factory.remove_ids(index, removed):
-            factory.train_and_add(index, ids, vectors, spec)
-        else:
-            index = self._rebuild(spec)
-        report.timings["faiss"] = report.timings.get("faiss", 0.0) + time.perf_counter() - start
-        return index
-
-    def _rebuild(self, spec: str) -> faiss.Index:
-        self.store.commit()
-        ids, vectors = self.store.all_vectors()
-        index = factory.make_index(spec, self.store.dim)
-        factory.train_and_add(index, ids, vectors, spec)
-        return index
-
-    def commit(self, index: faiss.Index, manifest: dict[str, Any], report: WriteReport) -> dict[str, Any]:
-        self.store.commit()
-        counts = {"count": self.store.count(), "chunks": self.store.chunk_count()}
-        self.store.close()
-        tmp = self.faiss_path.with_name(self.faiss_path.name + ".tmp")
-        faiss.write_index(index, str(tmp))
-        sync_file(tmp)
-        shutil.move(tmp, self.faiss_path)
-        manifest = {**manifest, **counts, "generation": self.generation}
-        commit_manifest(self.directory, manifest)
-        return read_manifest(self.directory)
+def _open_store(directory: Path, manifest: dict[str, Any]) -> Store:
+    return Store.open(directory / store_name(manifest["epoch"]), manifest["name"], writable=True)
 
 
-def _encode(documents, encoder: Encoder, chunking: ChunkingPolicy, progress: bool, report: WriteReport):
-    if documents and documents[0].kind == "image":
-        return _encode_images(documents, encoder, progress, report)
-    start = time.perf_counter()
-    chunks = _chunks_of(documents, encoder, chunking)
-    report.timings["chunk"] = time.perf_counter() - start
-    text_of = {d.id: d.text for d in documents}
-    texts = [text_of[c.doc_id][c.start : c.end] for c in chunks]
-    start = time.perf_counter()
-    label = f"encoding {len(documents)} docs as {len(chunks)} chunks" if progress else False
-    vectors = encoder.encode_text(texts, progress=label) if texts else np.zeros((0, encoder.dim), np.float32)
-    report.timings["encode"] = time.perf_counter() - start
-    report.chunks_encoded = len(chunks)
-    return chunks, vectors
+def _described(manifest: dict[str, Any], store: Store) -> dict[str, Any]:
+    return describe(manifest, store.state(), store.segments(), store.tombstone_counts())
 
 
-def _encode_images(documents: Sequence[Document], encoder: Encoder, progress: bool, report: WriteReport):
-    """One vector per image (no chunking); the chunk spans the whole snippet so that it is the hit's text."""
-    start = time.perf_counter()
-    chunks = [Chunk(d.id, 0, len(d.text)) for d in documents]
-    parts = [np.zeros((0, encoder.dim), np.float32)]
-    for first in range(0, len(documents), IMAGE_GROUP):
-        group = documents[first : first + IMAGE_GROUP]
-        label = f"encoding images {first + 1}-{first + len(group)} of {len(documents)}" if progress else False
-        parts.append(encoder.encode_image([_pixels_of(d) for d in group], progress=label))
-    vectors = np.concatenate(parts)
-    report.timings["encode"] = time.perf_counter() - start
-    report.chunks_encoded = len(chunks)
-    return chunks, vectors
-
-
-def _pixels_of(document: Document):
-    try:
-        return load_image(document.metadata["image_path"])
-    except ValueError as err:  # the file changed or vanished since it was read
-        raise InvalidInputError(f"{document.metadata['image_path']}: {err}") from None
-
-
-def _chunks_of(documents: Sequence[Document], encoder: Encoder, chunking: ChunkingPolicy) -> list[Chunk]:
-    if not chunking.enabled:
-        return [Chunk(d.id, 0, len(d.text)) for d in documents]
-    texts = [d.text for d in documents]
-    chunks = []
-    for start in range(0, len(texts), 1024):
-        spans_of = encoder.token_spans_batch(texts[start : start + 1024])
-        for document, spans in zip(documents[start : start + 1024], spans_of, strict=True):
-            windows = chunk_spans(spans, len(document.text), encoder.max_tokens, chunking.overlap)
-            chunks += [Chunk(document.id, a, b) for a, b in windows]
-    return chunks
-
-
-def _reorder(ids: np.ndarray, order: np.ndarray) -> np.ndarray:
-    """Chunk ids in the order of ``chunks``/``vectors`` (``put`` stores them grouped by document)."""
-    out = np.empty_like(ids)
-    out[order] = ids
-    return out
-
-
-def _matching_encoder(manifest: dict[str, Any], encoder: Encoder | str | None) -> Encoder:
-    expected = manifest["encoder"]
-    if not isinstance(encoder, Encoder):
-        encoder = get_encoder(expected["name"] if encoder is None else encoder)
-    if encoder.fingerprint != expected["fingerprint"] or encoder.dim != manifest["dim"]:
-        raise EncoderMismatchError(
-            f"encoder {encoder.name!r} (fingerprint {encoder.fingerprint}, dim {encoder.dim}) does not match index "
-            f"{manifest['name']!r}, built with {expected['name']!r} (fingerprint {expected['fingerprint']}, "
-            f"dim {manifest['dim']})"
-        )
-    return encoder
-
-
-def _policy(manifest: dict[str, Any]) -> ChunkingPolicy:
-    chunking = manifest["chunking"]
-    return ChunkingPolicy(enabled=chunking["enabled"], overlap=chunking["overlap"])
-
-
-def _timed(report: WriteReport, phase: str, work) -> None:
-    start = time.perf_counter()
-    work()
-    report.timings[phase] = report.timings.get(phase, 0.0) + time.perf_counter() - start
-
-
-def _content_of(documents: Sequence[Document], encoder: Encoder) -> str:
-    """What an index of ``documents`` holds, "text" or "image"; one index never mixes them."""
-    kinds = {d.kind for d in documents}
-    if len(kinds) > 1:
-        raise InvalidInputError("cannot index text documents and images together; build one index for each")
-    content = kinds.pop()
-    if content not in encoder.modalities:
-        raise UnsupportedModalityError(
-            f"encoder {encoder.name!r} cannot embed {content}s; it embeds {' and '.join(sorted(encoder.modalities))}"
-        )
-    return content
-
-
-def _check_content(manifest: dict[str, Any], documents: Sequence[Document], encoder: Encoder) -> None:
-    expected = manifest["content"]
-    if documents and _content_of(documents, encoder) != expected:
-        plural = {"text": "text documents", "image": "images"}
-        raise InvalidInputError(
-            f"index {manifest['name']!r} holds {plural[expected]}; cannot add {plural[documents[0].kind]} to it"
-        )
+def _encoded(documents, encoder: Encoder, chunking: ChunkingPolicy, progress: bool, report: WriteReport) -> Encoded:
+    encoded = encode_documents(documents, encoder, chunking, progress)
+    report.timings.update(encoded.timings)
+    report.chunks_encoded = len(encoded.chunks)
+    return encoded
 
 
 def _new_manifest(
-    name, encoder: Encoder, spec: str, chunking: ChunkingPolicy, content: str, previous
+    name,
+    encoder: Encoder,
+    spec: str,
+    chunking: ChunkingPolicy,
+    content: str,
+    compaction: CompactionPolicy,
+    epoch,
+    previous,
 ) -> dict[str, Any]:
     return {
+        "format_version": FORMAT_VERSION,
         "name": name,
         "content": content,
         "encoder": encoder.describe(),
@@ -363,5 +382,8 @@ def _new_manifest(
         "spec": spec,
         "search": SearchKnobs().__dict__,
         "chunking": {"enabled": chunking.enabled, "overlap": chunking.overlap, "max_tokens": encoder.max_tokens},
-        "created": previous["created"] if previous else now(),
+        "compaction": compaction.settings(),
+        "epoch": epoch,
+        "store": store_name(epoch),
+        "created": previous["created"] if previous and "created" in previous else now(),
     }

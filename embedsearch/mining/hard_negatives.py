@@ -130,7 +130,7 @@ class _Miner:
 def _full_texts(searcher: Searcher, rows: list[list[Hit]]) -> dict[str, str]:
     """``{doc_id: full document text}`` of every hit (a hit's snippet is only its best chunk)."""
     ids = sorted({hit.id for row in rows for hit in row})
-    return {doc_id: document.text for doc_id, document in searcher.index.docs.documents(ids).items()}
+    return {doc_id: document.text for doc_id, document in searcher.documents(ids).items()}
 
 
 def _check_settings(ranks: tuple[int, int], margin: float, per_pair: int) -> None:

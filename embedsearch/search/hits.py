@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from embedsearch.index.docstore import DocStore
+from embedsearch.index import IndexView
 
 
 @dataclass(frozen=True)
@@ -45,7 +45,7 @@ def best_chunk_per_document(D: np.ndarray, I: np.ndarray, owners: dict[int, tupl
     return rows
 
 
-def to_hits(rows: list[list[tuple[str, float, int, int]]], docs: DocStore) -> list[list[Hit]]:
-    """Attach snippet text and metadata from the document store."""
-    stored = docs.documents(sorted({r[0] for row in rows for r in row}))
+def to_hits(rows: list[list[tuple[str, float, int, int]]], view: IndexView) -> list[list[Hit]]:
+    """Attach snippet text and metadata from the document store (in the same read)."""
+    stored = view.documents(sorted({r[0] for row in rows for r in row}))
     return [[Hit(d, round(float(s), 6), stored[d].text[a:b], stored[d].metadata) for d, s, a, b in row] for row in rows]

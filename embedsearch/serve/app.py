@@ -56,9 +56,9 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
     return app
 
 
-def _metrics_endpoint(request: Request) -> Response:
-    body = request.app.state.metrics.render(request.app.state.hub.manifests())
-    return Response(body, media_type="text/plain; version=0.0.4")
+async def _metrics_endpoint(request: Request) -> Response:
+    summaries = [s for s in await request.app.state.hub.summaries() if "broken" not in s]
+    return Response(request.app.state.metrics.render(summaries), media_type="text/plain; version=0.0.4")
 
 
 def _page() -> HTMLResponse:

@@ -17,17 +17,10 @@ from embedsearch.errors import (
     InvalidInputError,
     NotFoundError,
     TooLargeError,
+    UnauthorizedError,
+    UnsupportedMediaError,
     UnsupportedModalityError,
 )
-
-
-class UnsupportedMediaError(InvalidInputError):
-    """An upload that is not an image this server can read (HTTP 415)."""
-
-
-class UnauthorizedError(EmbedsearchError):
-    """A write without the right bearer token (HTTP 401)."""
-
 
 # most specific first: the first class an error is an instance of decides its status
 STATUS = (
@@ -41,7 +34,7 @@ STATUS = (
     (IndexExistsError, 409),
     (IndexLockedError, 409),
     (InvalidInputError, 422),
-    (CorruptIndexError, 500),
+    (CorruptIndexError, 503),
     (EmbedsearchError, 400),
 )
 
@@ -62,7 +55,8 @@ def validation_response(error: RequestValidationError) -> JSONResponse:
         f"{'.'.join(str(p) for p in problem.get('loc', ()))}: {problem.get('msg', 'invalid')}"
         for problem in error.errors()
     )
-    return JSONResponse({"error": {"type": "ValidationError", "message": problems}}, status_code=422)
+    message = problems.encode("utf-8", "backslashreplace").decode("utf-8")  # a lone surrogate must not break JSON
+    return JSONResponse({"error": {"type": "ValidationError", "message": message}}, status_code=422)
 
 
 def install_error_handlers(app: FastAPI) -> None:

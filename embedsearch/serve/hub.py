@@ -1,50 +1,71 @@
-"""The indexes a server holds open: loaded once, shared encoders, reopened when a write commits."""
+"""The indexes a server holds open: loaded once, shared encoders, writes one at a time per index, compaction in
+the background, and a broken index reported for itself while the others keep being served."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, TypeVar
 
 from starlette.concurrency import run_in_threadpool
 
-from embedsearch.errors import UnknownIndexError
-from embedsearch.index.storage import MANIFEST, index_directory, list_index_names
+from embedsearch.errors import CorruptIndexError, EmbedsearchError, UnknownIndexError
+from embedsearch.index import compact_if_needed
+from embedsearch.index.storage import index_directory, list_index_names
 from embedsearch.search import Searcher
 from embedsearch.serve.batching import MicroBatcher
 from embedsearch.serve.settings import ServeSettings
 
 T = TypeVar("T")
+log = logging.getLogger("embedsearch")
 
 
 class IndexHub:
-    """Open searchers by index name. A searcher is a snapshot: a write swaps in a new one when it commits,
-    and a change made by another process (the CLI) is noticed by the manifest's modification time."""
+    """Open searchers by index name. A searcher answers every search from the index's latest committed state
+    (so writes by this server or by the CLI are seen at once); an index rebuilt on disk is opened again."""
 
     def __init__(self, settings: ServeSettings) -> None:
         self.settings = settings
         self._searchers: dict[str, Searcher] = {}
-        self._stamps: dict[str, int] = {}
+        self._broken: dict[str, str] = {}
+        self._broken_stamps: dict[str, tuple[int, ...]] = {}
         self._write_locks: dict[str, asyncio.Lock] = {}
+        self._open_locks: dict[str, asyncio.Lock] = {}
         self._batchers: dict[str, MicroBatcher] = {}
+        self._compactions: dict[str, asyncio.Task] = {}
 
     def load(self) -> None:
-        """Open every served index (encoders load here, once, shared by fingerprint)."""
+        """Open every served index (encoders load here, once, shared by fingerprint); a broken one is noted."""
         names = self.settings.names or tuple(list_index_names(self.settings.home))
         for name in names:
             self._open(name)
 
     @property
     def names(self) -> list[str]:
-        return sorted(self._searchers)
+        """Every served index, the broken ones included."""
+        return sorted({*self._searchers, *self._broken})
 
-    def searcher(self, name: str) -> Searcher:
-        """The current snapshot of index ``name``; :class:`UnknownIndexError` if it is not served."""
-        if name not in self._searchers:
+    @property
+    def broken(self) -> dict[str, str]:
+        """``{name: why it cannot be served}``."""
+        return dict(self._broken)
+
+    async def searcher(self, name: str) -> Searcher:
+        """The searcher of index ``name``: :class:`UnknownIndexError` if it is not served, :class:`CorruptIndexError`
+        (HTTP 503) if it is broken. An index rebuilt on disk is opened again, off the event loop."""
+        if name not in self._searchers and name not in self._broken:
             raise UnknownIndexError(f"no index named {name!r} is served (served: {', '.join(self.names) or 'none'})")
-        if self._stamp(name) != self._stamps[name]:
-            self._open(name)
+        current = self._searchers.get(name)
+        if current is None and not self._changed_since_broken(name):
+            raise CorruptIndexError(self._broken[name])
+        if current is None or current.rebuilt():
+            async with self._open_locks.setdefault(name, asyncio.Lock()):
+                current = self._searchers.get(name)
+                if current is None or current.rebuilt():
+                    await run_in_threadpool(self._open, name)
+        if name in self._broken:
+            raise CorruptIndexError(self._broken[name])
         return self._searchers[name]
 
     def batcher(self, searcher: Searcher) -> MicroBatcher:
@@ -56,28 +77,73 @@ class IndexHub:
         return self._batchers[key]
 
     async def write(self, name: str, work: Callable[[], T]) -> T:
-        """Run a write off the event loop, one at a time per index, then serve its committed state."""
-        self.searcher(name)
+        """Run a write off the event loop, one at a time per index; then compact in the background if needed."""
+        await self.searcher(name)
         async with self._write_locks.setdefault(name, asyncio.Lock()):
             result = await run_in_threadpool(work)
-            self._open(name)
+        self._compact_later(name)
         return result
 
-    def manifests(self) -> list[dict[str, Any]]:
-        return [self.searcher(name).manifest for name in self.names]
+    def _compact_later(self, name: str) -> None:
+        running = self._compactions.get(name)
+        if running is None or running.done():
+            self._compactions[name] = asyncio.create_task(self._compact(name))
+
+    async def _compact(self, name: str) -> None:
+        try:
+            report = await run_in_threadpool(compact_if_needed, name, self.settings.home)
+            if report.merges:
+                log.info("index %r: compacted %s", name, report.merges)
+        except EmbedsearchError as err:  # the write succeeded; a failed compaction is retried after the next one
+            log.warning("index %r: compaction failed: %s", name, err)
+
+    async def summaries(self) -> list[dict[str, Any]]:
+        """The description of every served index (``{"name", "broken"}`` for a broken one)."""
+
+        def describe() -> list[dict[str, Any]]:
+            out = []
+            for name in self.names:
+                if name in self._broken:
+                    out.append({"name": name, "broken": self._broken[name]})
+                    continue
+                try:
+                    out.append(self._searchers[name].info())
+                except EmbedsearchError as err:
+                    out.append({"name": name, "broken": str(err)})
+            return out
+
+        return await run_in_threadpool(describe)
+
+    def _changed_since_broken(self, name: str) -> bool:
+        """Whether a broken index's folder changed since it failed to open (then it is worth another try)."""
+        return _stamp(index_directory(name, self.settings.home)) != self._broken_stamps.get(name)
 
     def _open(self, name: str) -> None:
-        stamp = self._stamp(name)
-        self._searchers[name] = Searcher.open(name, self.settings.home)
-        self._stamps[name] = stamp
-
-    def _stamp(self, name: str) -> int:
-        path: Path = index_directory(name, self.settings.home) / MANIFEST
+        old = self._searchers.pop(name, None)
+        stamp = _stamp(index_directory(name, self.settings.home))
         try:
-            return path.stat().st_mtime_ns
-        except FileNotFoundError:
-            return -1
+            self._searchers[name] = Searcher.open(name, self.settings.home, background_loading=True)
+            self._broken.pop(name, None)
+        except EmbedsearchError as err:
+            self._broken[name] = str(err)
+            self._broken_stamps[name] = stamp
+            log.warning("not serving index %r: %s", name, err)
+        if old is not None:
+            old.close()
 
     async def close(self) -> None:
+        for task in self._compactions.values():
+            if not task.done():
+                await asyncio.wait([task], timeout=30)
         for batcher in self._batchers.values():
             await batcher.close()
+        for searcher in self._searchers.values():
+            searcher.close()
+
+
+def _stamp(directory) -> tuple[int, ...]:
+    """Modification times of a folder and its files: any write, rename or repair changes it."""
+    try:
+        return tuple(sorted(p.stat().st_mtime_ns for p in directory.iterdir())) + (directory.stat().st_mtime_ns,)
+    except OSError:
+        return ()

@@ -2,22 +2,28 @@
 
 from __future__ import annotations
 
-import io
 import secrets
 import time
-from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import quote
 
 import numpy as np
 from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
-from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from embedsearch.data import document_from_record
-from embedsearch.errors import InvalidInputError, NotFoundError, TooLargeError
+from embedsearch.data import document_from_record, load_image
+from embedsearch.data.documents import RecordTooLarge
+from embedsearch.errors import (
+    InvalidInputError,
+    NotFoundError,
+    TooLargeError,
+    UnauthorizedError,
+    UnsupportedMediaError,
+)
 from embedsearch.index import add_documents, delete_documents
 from embedsearch.search import Hit
-from embedsearch.serve.errors import UnauthorizedError, UnsupportedMediaError
+from embedsearch.search.searcher import require_query_kind
 from embedsearch.serve.hub import IndexHub
 from embedsearch.serve.schemas import (
     DocumentsRequest,
@@ -32,7 +38,7 @@ from embedsearch.serve.schemas import (
 )
 
 ERRORS: dict[int | str, dict[str, Any]] = {
-    status: {"model": ErrorResponse} for status in (400, 404, 409, 413, 415, 422)
+    status: {"model": ErrorResponse} for status in (400, 404, 409, 413, 415, 422, 503)
 }
 router = APIRouter(responses=ERRORS)
 
@@ -45,41 +51,44 @@ Hub = Annotated[IndexHub, Depends(get_hub)]
 
 
 def require_token(request: Request, hub: Hub) -> None:
-    """When the server has a token, writes need ``Authorization: Bearer <token>`` (compared in constant time)."""
+    """When the server has a token, writes need ``Authorization: Bearer <token>`` (compared in constant time, as
+    the bytes the client sent: a header arrives as Latin-1, so a UTF-8 token is compared as its UTF-8 bytes)."""
     expected = hub.settings.api_token
     if expected is None:
         return
     scheme, _, given = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not secrets.compare_digest(given.encode(), expected.encode()):
+    if scheme.lower() != "bearer" or not secrets.compare_digest(given.encode("latin-1"), expected.encode("utf-8")):
         raise UnauthorizedError("missing or wrong bearer token for a write endpoint")
 
 
 @router.get("/health", response_model=Health, tags=["service"])
 def health(hub: Hub) -> Health:
-    return Health(status="ok", indexes=len(hub.names))
+    return Health(status="ok", indexes=len(hub.names), broken=sorted(hub.broken))
 
 
 @router.get("/indexes", response_model=list[IndexSummary], tags=["indexes"])
-def list_served_indexes(hub: Hub) -> list[IndexSummary]:
-    return [_summary(manifest) for manifest in hub.manifests()]
+async def list_served_indexes(hub: Hub) -> list[IndexSummary]:
+    return [_summary(info) for info in await hub.summaries()]
 
 
 @router.get("/indexes/{name}", response_model=IndexDetail, tags=["indexes"])
-def describe_index(name: str, hub: Hub) -> IndexDetail:
-    manifest = hub.searcher(name).manifest
-    return IndexDetail(**_summary(manifest).model_dump(), manifest=manifest)
+async def describe_index(name: str, hub: Hub) -> IndexDetail:
+    searcher = await hub.searcher(name)
+    info = await run_in_threadpool(searcher.info)
+    return IndexDetail(**_summary(info).model_dump(), manifest=info)
 
 
 @router.post("/indexes/{name}/search", response_model=SearchResponse, tags=["search"])
 async def search(name: str, body: SearchRequest, request: Request, hub: Hub) -> SearchResponse:
     start = time.perf_counter()
-    searcher = hub.searcher(name)
+    searcher = await hub.searcher(name)
     _check_k(body.k, hub)
+    knobs = {"ef_search": body.ef_search, "nprobe": body.nprobe}
     if body.query is not None:
+        searcher.check_query(body.query, body.k, body.where)  # before the text is queued for the encoder
         vector = (await hub.batcher(searcher).embed(body.query))[None, :]
     else:
         vector = np.asarray(body.vector, dtype=np.float32)[None, :]
-    knobs = {k: v for k, v in (("ef_search", body.ef_search), ("nprobe", body.nprobe)) if v is not None}
     hits = await run_in_threadpool(lambda: searcher.search_vectors(vector, body.k, body.where, **knobs)[0])
     return _response(name, hits, request, start)
 
@@ -93,9 +102,11 @@ async def search_image(
     k: Annotated[int, Form(ge=1)] = 10,
 ) -> SearchResponse:
     start = time.perf_counter()
-    searcher = hub.searcher(name)
+    searcher = await hub.searcher(name)
     _check_k(k, hub)
-    picture = _read_image(await image.read(hub.settings.max_image_bytes + 1), hub.settings.max_image_bytes)
+    require_query_kind(searcher.manifest, "image")  # before the upload is read or decoded
+    data = await image.read(hub.settings.max_image_bytes + 1)
+    picture = await run_in_threadpool(_read_image, data, hub.settings.max_image_bytes)
     hits = await run_in_threadpool(lambda: searcher.search_images([picture], k)[0])
     return _response(name, hits, request, start)
 
@@ -103,19 +114,14 @@ async def search_image(
 @router.get(
     "/indexes/{name}/items/{item_id:path}",
     tags=["indexes"],
-    responses={200: {"content": {"application/json": {}, "image/*": {}}}},
+    responses={200: {"content": {"application/json": {}, "image/webp": {}}}},
 )
-def get_item(name: str, item_id: str, hub: Hub) -> Response:
-    """The stored document as JSON, or for an image index the image file itself."""
-    searcher = hub.searcher(name)
-    document = searcher.index.docs.documents([item_id]).get(item_id)
-    if document is None:
-        raise NotFoundError(f"index {name!r} has no document {item_id!r}")
+async def get_item(name: str, item_id: str, hub: Hub) -> Response:
+    """The stored document as JSON, or for an image index its stored thumbnail (WebP, at most 256 pixels)."""
+    searcher = await hub.searcher(name)
     if searcher.manifest["content"] == "image":
-        image = Path(document.metadata["image_path"])
-        if not image.is_file():
-            raise NotFoundError(f"the image of {item_id!r} in index {name!r} is no longer at {image}")
-        return FileResponse(image)
+        return Response(await run_in_threadpool(searcher.thumbnail, item_id), media_type="image/webp")
+    document = await run_in_threadpool(searcher.document, item_id)
     return JSONResponse({"_id": document.id, "text": document.text, "metadata": document.metadata})
 
 
@@ -130,7 +136,7 @@ async def upsert_documents(name: str, body: DocumentsRequest, hub: Hub) -> Write
     """Add documents, replacing those whose id exists (upsert). Searches keep being answered meanwhile."""
     documents = [_document(i, record) for i, record in enumerate(body.documents)]
     start = time.perf_counter()
-    report = await hub.write(name, lambda: add_documents(name, documents, home=hub.settings.home))
+    report = await hub.write(name, lambda: add_documents(name, documents, home=hub.settings.home, compact=False))
     return _write_response(name, report, start)
 
 
@@ -143,7 +149,7 @@ async def upsert_documents(name: str, body: DocumentsRequest, hub: Hub) -> Write
 )
 async def delete_document(name: str, doc_id: str, hub: Hub) -> WriteResponse:
     start = time.perf_counter()
-    report = await hub.write(name, lambda: delete_documents(name, [doc_id], home=hub.settings.home))
+    report = await hub.write(name, lambda: delete_documents(name, [doc_id], home=hub.settings.home, compact=False))
     if report.missing:
         raise NotFoundError(f"index {name!r} has no document {doc_id!r}")
     return _write_response(name, report, start)
@@ -155,29 +161,36 @@ def _check_k(k: int, hub: IndexHub) -> None:
 
 
 def _read_image(data: bytes, limit: int):
-    from PIL import Image, UnidentifiedImageError
-
     if len(data) > limit:
         raise TooLargeError(f"image over {limit} bytes")
     try:
-        picture = Image.open(io.BytesIO(data))
-        picture.load()
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as err:
-        raise UnsupportedMediaError(f"the upload is not a readable image ({type(err).__name__})") from None
-    return picture
+        return load_image(data)  # refuses more pixels than the limit from the header, before decoding
+    except ValueError as err:
+        if "pixels is over the limit" in str(err):
+            raise TooLargeError(f"the upload has {err}") from None
+        raise UnsupportedMediaError(f"the upload is not a readable image ({err})") from None
 
 
-def _document(position: int, record: dict[str, Any]):
+def _document(position: int, record: Any):
     try:
         return document_from_record(record)
+    except RecordTooLarge as err:
+        raise TooLargeError(f"documents[{position}]: {err}") from None
     except ValueError as err:
         raise InvalidInputError(f"documents[{position}]: {err}") from None
 
 
 def _response(name: str, hits: list[Hit], request: Request, start: float) -> SearchResponse:
     base = str(request.base_url).rstrip("/")
-    out = [HitOut(**h.to_dict(), url=f"{base}/indexes/{name}/items/{h.id}") for h in hits]
+    out = [HitOut(**h.to_dict(), url=f"{base}/indexes/{quote(name)}/items/{item_path(h.id)}") for h in hits]
     return SearchResponse(index=name, hits=out, took_ms=round((time.perf_counter() - start) * 1000, 3))
+
+
+def item_path(doc_id: str) -> str:
+    """A document id as one percent-encoded URL path segment (``/``, ``?``, ``#``, ``%`` and spaces encoded;
+    the segments ``.`` and ``..``, which clients would resolve, too)."""
+    encoded = quote(doc_id, safe="")
+    return encoded.replace(".", "%2E") if set(doc_id) <= {"."} else encoded
 
 
 def _write_response(name: str, report, start: float) -> WriteResponse:
@@ -193,11 +206,13 @@ def _write_response(name: str, report, start: float) -> WriteResponse:
     )
 
 
-def _summary(manifest: dict[str, Any]) -> IndexSummary:
+def _summary(info: dict[str, Any]) -> IndexSummary:
+    if "broken" in info:
+        return IndexSummary(name=info["name"], status="broken", error=info["broken"])
     fields = ("name", "count", "chunks", "spec", "metric", "dim", "generation", "created", "updated")
     return IndexSummary(
-        **{f: manifest[f] for f in fields},
-        encoder=manifest["encoder"]["name"],
-        towers=manifest["encoder"]["modalities"],
-        content=manifest["content"],
+        **{f: info[f] for f in fields},
+        encoder=info["encoder"]["name"],
+        towers=info["encoder"]["modalities"],
+        content=info["content"],
     )

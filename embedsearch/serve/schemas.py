@@ -61,18 +61,22 @@ class WriteResponse(BaseModel):
 
 
 class IndexSummary(BaseModel):
+    """A served index; a broken one (``status: "broken"``) has only its ``name`` and the ``error``."""
+
     name: str
-    count: int
-    chunks: int
-    spec: str
-    metric: str
-    dim: int
-    encoder: str
-    towers: list[str] = Field(description="What the encoder embeds: 'text', 'image'.")
-    content: str = Field(description="What the index holds: 'text' documents or 'image' files.")
-    generation: int
-    created: str
-    updated: str
+    status: str = Field("ok", description="'ok', or 'broken' when its files cannot be read (see 'error').")
+    error: str | None = None
+    count: int | None = None
+    chunks: int | None = None
+    spec: str | None = None
+    metric: str | None = None
+    dim: int | None = None
+    encoder: str | None = None
+    towers: list[str] | None = Field(None, description="What the encoder embeds: 'text', 'image'.")
+    content: str | None = Field(None, description="What the index holds: 'text' documents or 'image' files.")
+    generation: int | None = None
+    created: str | None = None
+    updated: str | None = None
 
 
 class IndexDetail(IndexSummary):
@@ -82,6 +86,7 @@ class IndexDetail(IndexSummary):
 class Health(BaseModel):
     status: str
     indexes: int
+    broken: list[str] = Field(default_factory=list, description="Served indexes that cannot be read now.")
 
 
 class ErrorBody(BaseModel):

@@ -102,7 +102,7 @@ def test_an_image_folder_yields_one_image_document_per_file_and_reports_corrupt_
     assert sorted(documents) == ["alpha/blue.webp", "alpha/yellow.png", "green.jpg", "red.png"]
     red = documents["red.png"]
     assert (red.kind, red.text, red.metadata["path"]) == ("image", "red.png", "red.png")
-    assert red.metadata["image_path"] == str((image_folder / "red.png").resolve())
+    assert red.source == str((image_folder / "red.png").resolve()) and "image_path" not in red.metadata
     assert len(report.problems) == 1 and report.problems[0].startswith(f"{image_folder / 'broken.gif'}: unreadable")
 
     before = red.content_hash()

@@ -2,9 +2,10 @@
 
 The real CLI runs in a subprocess (``--encoder fake``, slowed down per encoder batch and per stored document so
 that it spends its time writing) and is SIGKILLed at seeded random moments across its whole life, and also at
-each step of its commit (the child kills itself there: see ``CHILD``). After each kill the index must load and
-hold exactly the old documents or exactly the new ones, with manifest, document store and faiss file of one
-generation; the next writer must succeed and remove what the killed one left behind.
+each step of its commit (the child kills itself there: see ``CHILD``), for build, add, delete and compaction.
+After each kill the index must load and hold exactly the old documents or exactly the new ones, with its store,
+segments and tombstones agreeing (tests/index/inspection.py); the next writer must succeed and remove what the
+killed one left behind.
 """
 
 from __future__ import annotations
@@ -18,17 +19,16 @@ import sys
 import time
 from pathlib import Path
 
-import faiss
-import numpy as np
 import pytest
 from filelock import FileLock
 
-import embedsearch
 from embedsearch.data import read_documents
-from embedsearch.errors import UnknownIndexError
-from embedsearch.index import ChunkingPolicy, add_documents, build_index
-from embedsearch.index.storage import MANIFEST, generation_paths, index_directory, read_manifest
+from embedsearch.index import ChunkingPolicy, add_documents, build_index, delete_documents, index_info
+from embedsearch.index.storage import MANIFEST, index_directory, read_manifest, store_name
+from embedsearch.index.store import Store
+from embedsearch.index.tidy import referenced_files
 from tests.conftest import REPO
+from tests.index.inspection import contents
 
 SEED = 1729
 TRIALS = 6  # random kills per operation
@@ -65,7 +65,7 @@ def around(target, action, when, needle=""):
     setattr(owner, name, wrapped)
 if os.environ.get("SLOW_STORE"):
     pause = float(os.environ["SLOW_STORE"])
-    around("embedsearch.index.docstore:DocStore.put_document", lambda: time.sleep(pause), "before")
+    around("embedsearch.index.store:field_values", lambda: time.sleep(pause), "before")
 if os.environ.get("CRASH_AT"):
     target, when, needle = os.environ["CRASH_AT"].split("|")
     around(target, lambda: os.kill(os.getpid(), signal.SIGKILL), when, needle)
@@ -74,12 +74,27 @@ main()
 """
 
 # name: (target, when, needle, whether the new state is committed by then)
-CRASH_POINTS = {
-    "store-not-committed": ("embedsearch.index.docstore:DocStore.commit", "before", "", False),
-    "faiss-tmp-written": ("faiss:write_index", "after", ".faiss.tmp", False),
-    "faiss-in-place": ("shutil:move", "after", ".faiss", False),
+WRITE_POINTS = {
+    "segment-written": ("embedsearch.index.writer:write_segment", "after", "", False),
+    "inside-transaction": ("embedsearch.index.store:Store.set_state", "after", "", False),
+    "committed": ("embedsearch.index.writer:remove_unreferenced", "before", "", True),
+}
+DELETE_POINTS = {
+    "tombstones-written": ("embedsearch.index.store:Store.add_tombstones", "after", "", False),
+    "inside-transaction": ("embedsearch.index.store:Store.set_state", "after", "", False),
+    "committed": ("embedsearch.index.writer:remove_unreferenced", "before", "", True),
+}
+BUILD_POINTS = {
+    "segment-written": ("embedsearch.index.writer:write_segment", "after", "", False),
+    "store-committed": ("embedsearch.index.writer:write_manifest", "before", "", False),
     "manifest-tmp-written": ("os:replace", "before", MANIFEST, False),
     "manifest-replaced": ("os:replace", "after", MANIFEST, True),
+}
+COMPACT_POINTS = {
+    "merged-written": ("embedsearch.index.compaction:write_segment", "after", "", False),
+    "merged-renamed": ("embedsearch.index.compaction:finalize_segment", "after", "", False),
+    "inside-transaction": ("embedsearch.index.store:Store.remove_segments", "after", "", False),
+    "committed": ("embedsearch.index.compaction:remove_unreferenced", "before", "", True),
 }
 
 
@@ -151,26 +166,9 @@ def kill_delays(rng: random.Random, lifetime: float) -> list[float]:
 
 
 def read_state(name: str, home: Path) -> Docs | None:
-    """The documents of index ``name`` (``None`` if it does not exist), after checking that its manifest,
-    document store and faiss file are of one generation and that search works."""
-    try:
-        searcher = embedsearch.load_index(name, home)
-    except UnknownIndexError:
-        return None
-    index = searcher.index
-    try:
-        ids = index.docs.ids()
-        docs = {i: d.text for i, d in index.docs.documents(ids).items()}
-        chunk_ids, vectors = index.docs.all_vectors()
-        assert index.manifest["count"] == len(ids)
-        assert index.manifest["chunks"] == len(chunk_ids) == index.vectors.ntotal
-        assert {owner[0] for owner in index.docs.chunk_owners(chunk_ids.tolist()).values()} == set(ids)
-        assert sorted(faiss.vector_to_array(index.vectors.id_map).tolist()) == chunk_ids.tolist()
-        np.testing.assert_allclose(index.vectors.reconstruct_batch(chunk_ids), vectors, atol=1e-6)
-        assert searcher.search(docs[ids[0]], k=3)[0].id in docs
-    finally:
-        index.close()
-    return docs
+    """The documents of index ``name`` (``None`` if it does not exist), after checking that its store, segments
+    and tombstones agree and that search works."""
+    return contents(name, home)
 
 
 def assert_old_or_new(state: Docs | None, old: Docs | None, new: Docs, what: str) -> bool:
@@ -187,12 +185,15 @@ def assert_old_or_new(state: Docs | None, old: Docs | None, new: Docs, what: str
 
 
 def assert_tidy(directory: Path) -> None:
-    """Only the manifest, the lock and the files of the current and the previous generation are left."""
-    generation = read_manifest(directory)["generation"]
-    current = {p.name for p in generation_paths(directory, generation)}
-    kept = current | {p.name for p in generation_paths(directory, generation - 1)} | {MANIFEST, ".lock"}
+    """Only the manifest, the lock files and what the committed state refers to are left."""
+    manifest = read_manifest(directory)
+    store = Store.open(directory / store_name(manifest["epoch"]), directory.name)
+    try:
+        kept = referenced_files(store) | {MANIFEST, ".lock", ".compact.lock"}
+    finally:
+        store.close()
     names = set(os.listdir(directory))
-    assert current <= names
+    assert store_name(manifest["epoch"]) in names
     assert names <= kept, f"left behind in {directory}: {sorted(names - kept)}"
 
 
@@ -291,33 +292,77 @@ def test_add_killed_at_random_leaves_the_old_or_the_new_documents(tmp_path: Path
 # ---- kills at each step of the commit -----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("operation", ["build", "overwrite", "add"])
-@pytest.mark.parametrize("point", list(CRASH_POINTS))
-def test_writer_killed_during_its_commit_leaves_the_old_or_the_new_index(
+def _killed_at(point: tuple[str, str, str, bool], args: list[str], home: Path, cwd: Path) -> None:
+    target, when, needle, _ = point
+    code, stderr, _ = run_cli([*args, "--home", str(home)], cwd, crash_at=f"{target}|{when}|{needle}")
+    assert code == -signal.SIGKILL, f"the crash point was not reached (exit {code}):\n{stderr}"
+
+
+@pytest.mark.parametrize("operation", ["build", "overwrite"])
+@pytest.mark.parametrize("point", list(BUILD_POINTS))
+def test_build_killed_during_its_commit_leaves_the_old_or_the_new_index(
     tmp_path: Path, operation: str, point: str
 ) -> None:
     home = tmp_path / "indexes"
     old = write_corpus(tmp_path / "old.jsonl", doc_ids("d", 20), "v0")
-    incoming = write_corpus(tmp_path / "incoming.jsonl", doc_ids("d", 30)[10:], "v1")
+    new = write_corpus(tmp_path / "incoming.jsonl", doc_ids("d", 30)[10:], "v1")
     if operation == "build":
         old = None
     else:
         build_here("t", tmp_path / "old.jsonl", home)
-    new = {**old, **incoming} if operation == "add" else incoming
-    args = {
-        "build": ["index", "build", "t", "incoming.jsonl", *BUILD_OPTIONS],
-        "overwrite": ["index", "build", "t", "incoming.jsonl", "--overwrite", *BUILD_OPTIONS],
-        "add": ["index", "add", "t", "incoming.jsonl", *WRITE_OPTIONS],
-    }[operation]
-    target, when, needle, committed = CRASH_POINTS[point]
-    code, stderr, _ = run_cli([*args, "--home", str(home)], tmp_path, crash_at=f"{target}|{when}|{needle}")
-    assert code == -signal.SIGKILL, f"the crash point was not reached (exit {code}):\n{stderr}"
-    assert read_state("t", home) == (new if committed else old)
-    if operation == "add":
-        add_here("t", tmp_path / "incoming.jsonl", home)
-    else:
-        build_here("t", tmp_path / "incoming.jsonl", home)
+    args = ["index", "build", "t", "incoming.jsonl", *BUILD_OPTIONS] + (["--overwrite"] if old else [])
+    _killed_at(BUILD_POINTS[point], args, home, tmp_path)
+    assert read_state("t", home) == (new if BUILD_POINTS[point][3] else old)
+    build_here("t", tmp_path / "incoming.jsonl", home)
     assert read_state("t", home) == new
+    assert_tidy(index_directory("t", home))
+
+
+@pytest.mark.parametrize("point", list(WRITE_POINTS))
+def test_add_killed_during_its_commit_leaves_the_old_or_the_new_documents(tmp_path: Path, point: str) -> None:
+    home = tmp_path / "indexes"
+    old = write_corpus(tmp_path / "old.jsonl", doc_ids("d", 20), "v0")
+    incoming = write_corpus(tmp_path / "incoming.jsonl", doc_ids("d", 30)[10:], "v1")  # 10 changed, 10 new
+    build_here("t", tmp_path / "old.jsonl", home)
+    _killed_at(WRITE_POINTS[point], ["index", "add", "t", "incoming.jsonl", *WRITE_OPTIONS], home, tmp_path)
+    new = {**old, **incoming}
+    assert read_state("t", home) == (new if WRITE_POINTS[point][3] else old)
+    add_here("t", tmp_path / "incoming.jsonl", home)
+    assert read_state("t", home) == new
+    assert_tidy(index_directory("t", home))
+
+
+@pytest.mark.parametrize("point", list(DELETE_POINTS))
+def test_delete_killed_during_its_commit_leaves_the_old_or_the_new_documents(tmp_path: Path, point: str) -> None:
+    home = tmp_path / "indexes"
+    old = write_corpus(tmp_path / "old.jsonl", doc_ids("d", 20), "v0")
+    build_here("t", tmp_path / "old.jsonl", home)
+    gone = doc_ids("d", 20)[3:6]
+    _killed_at(DELETE_POINTS[point], ["index", "delete", "t", *gone, *WRITE_OPTIONS[1:]], home, tmp_path)
+    new = {i: t for i, t in old.items() if i not in gone}
+    assert read_state("t", home) == (new if DELETE_POINTS[point][3] else old)
+    delete_documents("t", gone, home=home)
+    assert read_state("t", home) == new
+    assert_tidy(index_directory("t", home))
+
+
+@pytest.mark.parametrize("point", list(COMPACT_POINTS))
+def test_compaction_killed_at_each_step_leaves_the_documents_as_they_were(tmp_path: Path, point: str) -> None:
+    home = tmp_path / "indexes"
+    docs = write_corpus(tmp_path / "old.jsonl", doc_ids("d", 20), "v0")
+    build_here("t", tmp_path / "old.jsonl", home)
+    for trial in range(3):  # three more segments, and tombstones in the first
+        more = write_corpus(tmp_path / f"more{trial}.jsonl", doc_ids("d", 24)[trial * 2 : trial * 2 + 6], f"v{trial}")
+        add_documents("t", read_documents([tmp_path / f"more{trial}.jsonl"]).documents, home=home, compact=False)
+        docs.update(more)
+    before = index_info("t", home)
+    _killed_at(COMPACT_POINTS[point], ["index", "compact", "t", "--quiet"], home, tmp_path)
+    assert read_state("t", home) == docs
+    after = index_info("t", home)
+    assert len(after["segments"]) == (1 if COMPACT_POINTS[point][3] else len(before["segments"]))
+    code, stderr, _ = run_cli(["index", "compact", "t", "--quiet", "--home", str(home)], tmp_path)
+    assert code == 0, stderr
+    assert read_state("t", home) == docs and len(index_info("t", home)["segments"]) == 1
     assert_tidy(index_directory("t", home))
 
 
@@ -359,7 +404,7 @@ def test_second_writer_waits_for_the_first_and_loses_no_update(tmp_path: Path) -
         ["index", "add", "t", "first.jsonl", "--home", str(home), *WRITE_OPTIONS], tmp_path, batch_delay=0.6
     )
     deadline = time.monotonic() + 30
-    while not generation_paths(directory, 2)[0].exists():  # the first writer holds the lock once it exists
+    while not _is_locked(directory):  # the first writer holds the lock while it encodes
         assert slow.poll() is None and time.monotonic() < deadline, "the first writer never started writing"
         time.sleep(0.01)
     code, stderr, _ = run_cli(["index", "add", "t", "second.jsonl", "--home", str(home), *WRITE_OPTIONS], tmp_path)
@@ -368,5 +413,15 @@ def test_second_writer_waits_for_the_first_and_loses_no_update(tmp_path: Path) -
     assert code == 0, stderr
     assert "being written by another process; waiting" in stderr, (stderr, first_stderr)
     assert read_state("t", home) == {**base, **first, **second}
-    assert read_manifest(directory)["generation"] == 3
+    assert index_info("t", home)["count"] == len({**base, **first, **second})
     assert_tidy(directory)
+
+
+def _is_locked(directory: Path) -> bool:
+    from embedsearch.index.storage import try_lock
+
+    lock = try_lock(directory, ".lock")
+    if lock is None:
+        return True
+    lock.release()
+    return False

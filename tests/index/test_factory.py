@@ -8,7 +8,16 @@ import pytest
 from embedsearch.errors import InvalidInputError
 from embedsearch.index import factory
 from embedsearch.index.factory import SearchKnobs, choose_spec, make_index, train_and_add
-from embedsearch.index.stored import exact_top_k
+
+
+def exact_top_k(queries: np.ndarray, ids: np.ndarray, data: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The reference: inner products in float64 (so its own rounding cannot reorder near ties), best first."""
+    scores = queries.astype(np.float64) @ data.astype(np.float64).T
+    order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    D = np.take_along_axis(scores, order, axis=1)
+    I = ids[order]
+    pad = k - I.shape[1]
+    return np.pad(D, ((0, 0), (0, pad)), constant_values=-np.inf), np.pad(I, ((0, 0), (0, pad)), constant_values=-1)
 
 
 def _clustered(n: int, dim: int = 32, seed: int = 0) -> np.ndarray:
@@ -44,19 +53,31 @@ def test_search_knobs_reach_the_index_behind_the_id_map():
     assert recall(wide) > recall(narrow)
 
 
-def test_exact_top_k_pads_with_minus_one():
-    data = _clustered(3)
-    D, I = exact_top_k(data[:1], np.array([5, 6, 7]), data, 5)
-    assert I[0, 0] == 5 and list(I[0, 3:]) == [-1, -1] and np.isclose(D[0, 0], 1.0)
+@pytest.mark.parametrize(
+    "spec,exact",
+    [("Flat", True), ("HNSW32,Flat", True), ("IVF4,Flat", True), ("IVF4,PQ8np", False), ("HNSW32,SQ8", False)],
+)
+def test_specs_that_keep_vectors_exactly_give_them_back(spec, exact):
+    data = _clustered(3000)
+    ids = np.arange(500, 3500, dtype=np.int64)
+    index = make_index(spec, 32)
+    train_and_add(index, ids, data, spec)
+    factory.prepare_for_lookups(index)
+    assert factory.keeps_exact_vectors(spec, 32) is exact
+    assert sorted(factory.stored_ids(index).tolist()) == ids.tolist()
+    back = index.reconstruct_batch(ids[[0, 7, 2999]])
+    assert np.array_equal(back, data[[0, 7, 2999]]) is exact
 
 
-def test_remove_ids_reports_index_types_that_cannot_remove():
-    data = _clustered(100)
-    flat, hnsw = make_index("Flat", 32), make_index("HNSW32,Flat", 32)
-    for index in (flat, hnsw):
-        train_and_add(index, np.arange(100), data, "")
-    assert factory.remove_ids(flat, np.array([3, 4])) and flat.ntotal == 98
-    assert not factory.remove_ids(hnsw, np.array([3]))
+def test_flat_storage_is_in_insertion_order():
+    data = _clustered(50)
+    for spec in ("Flat", "HNSW16,Flat"):
+        index = make_index(spec, 32)
+        train_and_add(index, np.arange(100, 150), data, spec)
+        flat = factory.flat_storage(index)
+        assert flat is not None and flat.ntotal == 50
+        assert np.array_equal(flat.reconstruct(7), data[7])
+    assert factory.flat_storage(make_index("IVF4,Flat", 32)) is None
 
 
 def test_auto_spec_is_exact_for_small_collections_and_respects_memory():

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import embedsearch.search.searcher
+import embedsearch.index.identity
 from embedsearch import build_index, load_index
 from embedsearch.data import Document, read_documents
 from embedsearch.errors import InvalidInputError, UnsupportedModalityError
@@ -97,9 +97,9 @@ def test_image_queries_need_an_image_tower(home, pictures, monkeypatch):
     with pytest.raises(UnsupportedModalityError, match="index 'notes' cannot answer image queries: its encoder 'fake'"):
         load_index("notes", home).search_images([pictures / "red.png"])
 
-    def no_loading(reference):
+    def no_loading(reference, **_):
         raise AssertionError(f"the encoder {reference!r} was loaded before the query kind was checked")
 
-    monkeypatch.setattr(embedsearch.search.searcher, "get_encoder", no_loading)
+    monkeypatch.setattr(embedsearch.index.identity, "get_encoder", no_loading)
     with pytest.raises(UnsupportedModalityError, match="embeds only text"):
         Searcher.open("notes", home, query_kinds={"text", "image"})

@@ -60,7 +60,9 @@ def test_filtered_results_equal_exact_ranking_of_the_matching_documents(corpus_i
 
 
 def _chunk_texts(searcher, document):
-    rows = searcher.index.docs._db.execute("SELECT start, end FROM chunks WHERE doc_id = ?", (document.id,))
+    sql = "SELECT c.start, c.end FROM chunks c JOIN documents d ON d.doc_key = c.doc_key WHERE d.id = ?"
+    with searcher.index.reading() as view:
+        rows = view.store._guarded(sql, (document.id,)).fetchall()
     return [document.text[a:b] for a, b in rows]
 
 

@@ -20,7 +20,7 @@ def _png() -> bytes:
 
 
 def test_health_and_index_listing(client):
-    assert client.get("/health").json() == {"status": "ok", "indexes": 1}
+    assert client.get("/health").json() == {"status": "ok", "indexes": 1, "broken": []}
     [summary] = client.get("/indexes").json()
     assert (summary["name"], summary["count"], summary["encoder"], summary["towers"]) == ("zoo", 5, "fake", ["text"])
     detail = client.get("/indexes/zoo").json()
@@ -93,7 +93,7 @@ def test_a_write_by_another_process_is_picked_up(client, zoo_home):
         ),
         (
             "post",
-            "/indexes/zoo/search/image",
+            "/indexes/pics/search/image",
             {"files": {"image": ("a.txt", b"text", "text/plain")}},
             415,
             "UnsupportedMediaError",
@@ -107,8 +107,11 @@ def test_a_write_by_another_process_is_picked_up(client, zoo_home):
         ),
     ],
 )
-def test_errors_are_json_with_the_right_status(client, method, path, kwargs, status, error_type):
-    response = getattr(client, method)(path, **kwargs)
+def test_errors_are_json_with_the_right_status(
+    make_client, zoo_home, image_folder, method, path, kwargs, status, error_type
+):
+    _image_index(zoo_home, image_folder)
+    response = getattr(make_client(), method)(path, **kwargs)
     assert response.status_code == status
     assert response.json()["error"]["type"] == error_type and response.json()["error"]["message"]
 
@@ -120,12 +123,21 @@ def test_invalid_search_bodies_are_422(client, body):
     assert client.post("/indexes/zoo/search", json=body).status_code == 422
 
 
-def test_oversized_body_and_image_are_413(make_client):
+def test_oversized_body_and_image_are_413(make_client, zoo_home, image_folder):
+    _image_index(zoo_home, image_folder)
     client = make_client(max_body_bytes=1000, max_image_bytes=100)
     big = {"documents": [{"_id": "x", "text": "y" * 5000}]}
     assert client.post("/indexes/zoo/documents", json=big).status_code == 413
-    image = client.post("/indexes/zoo/search/image", files={"image": ("a.png", b"\x89PNG" + b"0" * 500, "image/png")})
+    image = client.post("/indexes/pics/search/image", files={"image": ("a.png", b"\x89PNG" + b"0" * 500, "image/png")})
     assert image.status_code == 413 and image.json()["error"]["type"] == "TooLargeError"
+
+
+def _image_index(home, image_folder) -> None:
+    from embedsearch import build_index
+    from embedsearch.data import read_documents
+
+    pictures = read_documents([image_folder], skip_invalid=True, embeds={"text", "image"}).documents
+    build_index("pics", pictures, "fake-clip", home=home)
 
 
 def test_write_endpoints_need_the_token_when_one_is_set(make_client):
@@ -177,28 +189,34 @@ def test_serving_only_named_indexes(make_client, zoo_home):
 
 def test_openapi_schema_matches_the_saved_copy(client):
     schema = client.get("/openapi.json").json()
-    if os.environ.get("EMBEDSEARCH_REGEN_GOLDEN"):
+    if os.environ.get("EMBEDSEARCH_REGEN_GOLDEN") == "1":
         GOLDEN_OPENAPI.write_text(json.dumps(schema, indent=1, sort_keys=True) + "\n")
     assert schema == json.loads(GOLDEN_OPENAPI.read_text())
 
 
-def test_an_image_index_serves_its_image_files_and_a_caption_index_its_documents(make_client, zoo_home, image_folder):
-    from embedsearch import build_index
-    from embedsearch.data import Document, read_documents
+def test_an_image_index_serves_stored_thumbnails_and_a_caption_index_its_documents(make_client, zoo_home, image_folder):
+    from PIL import Image
 
-    pictures = read_documents([image_folder], skip_invalid=True, embeds={"text", "image"}).documents
-    build_index("pics", pictures, "fake-clip", home=zoo_home)
+    from embedsearch import build_index
+    from embedsearch.data import Document
+
+    _image_index(zoo_home, image_folder)
     build_index("captions", [Document("red.png", "a red square", {"image_path": "x.png"})], "fake-clip", home=zoo_home)
     client = make_client()
     assert client.get("/indexes/pics").json()["content"] == "image"
     assert client.get("/indexes/captions").json()["content"] == "text"
 
     [hit] = client.post("/indexes/pics/search", json={"query": "red", "k": 1}).json()["hits"]
+    assert str(image_folder) not in json.dumps(hit)  # no server path in a hit
     response = client.get(hit["url"])
-    assert (hit["id"], response.status_code, response.headers["content-type"]) == ("red.png", 200, "image/png")
-    assert response.content == (image_folder / "red.png").read_bytes()
-    assert client.get("/indexes/pics/items/alpha/blue.webp").headers["content-type"] == "image/webp"
+    assert (hit["id"], response.status_code, response.headers["content-type"]) == ("red.png", 200, "image/webp")
+    thumbnail = Image.open(io.BytesIO(response.content))
+    assert thumbnail.size == (16, 16) and thumbnail.convert("RGB").getpixel((8, 8)) == pytest.approx(
+        (220, 30, 30),
+        abs=12,  # WebP at quality 85 of a flat colour: within a few levels of it
+    )
+    (image_folder / "green.jpg").unlink()  # the store's thumbnail does not need the file
+    assert client.get("/indexes/pics/items/green.jpg").status_code == 200
     caption = client.get("/indexes/captions/items/red.png")  # image-capable encoder, but a text index: JSON
     assert caption.json() == {"_id": "red.png", "text": "a red square", "metadata": {"image_path": "x.png"}}
-    (image_folder / "green.jpg").unlink()
-    assert client.get("/indexes/pics/items/green.jpg").status_code == 404
+    assert client.get("/indexes/pics/items/nope.png").status_code == 404
