@@ -1,5 +1,6 @@
 """The process side of tests/train/test_distributed.py: one rank of a 2-process gloo group takes a training
-step on its half of the global batch with a tiny bag-of-words model, and saves its loss and gradients.
+step on its half of the global batch with a tiny bag-of-words model in float64 (see tests/train/float64.py),
+and saves its loss and gradients.
 
 Kept free of sentence-transformers so that a spawned process starts in a few seconds.
 """
@@ -55,7 +56,7 @@ def step(cluster: Cluster, cache_chunk: int | None) -> tuple[float, list[torch.T
     batch = build_step_batch(
         pairs, mode=None, per_pair=2, related=positives_by_anchor(pairs), rng=np.random.default_rng(1), cluster=cluster
     )
-    model = BagOfWords()
+    model = BagOfWords().double()
     params = list(model.parameters())
     loss = contrastive_step(model, batch, InfoNCELoss(0.1), params, cluster, cache_chunk)
     return loss, [p.grad.clone() for p in params], len(batch.texts)

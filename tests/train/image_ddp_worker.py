@@ -1,6 +1,7 @@
 """The process side of tests/train/test_image_distributed.py: one rank of a 2-process gloo group builds CLIP
 (with and without mixup and all captions as negatives), SigLIP and SimCLR runs on the flag toy (a one-layer ViT: no
-BatchNorm, no dropout) and saves the loss and gradients of the first step, computed on its half of the global batch."""
+BatchNorm, no dropout) and saves the loss and gradients of the first step, computed on its half of the global batch,
+in float64 (see tests/train/float64.py)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from embedsearch.train.image.clip.config import ClipTrainConfig
 from embedsearch.train.image.clip.trainer import ClipRun
 from embedsearch.train.image.simclr.config import SimclrTrainConfig
 from embedsearch.train.image.simclr.trainer import SimclrRun
+from tests.train.float64 import image_run_in_float64
 from tests.train.image_toys import register_tiny_model
 
 RUNS = ("clip", "siglip", "simclr", "clip-mixup", "clip-all-captions")
@@ -28,7 +30,7 @@ CLIP_SETTINGS = {
 
 
 def first_step(cluster: Cluster, folder: Path, kind: str) -> tuple[float, dict[str, torch.Tensor]]:
-    """The loss (mean over processes) and the process-averaged gradients of step 1 of run ``kind``."""
+    """The loss (mean over processes) and the process-averaged gradients of step 1 of run ``kind``, in float64."""
     settings = {"model": register_tiny_model(), "batch_size": 8, "val_fraction": 0.25, "quiet": True}
     out = folder / f"{kind}-{cluster.world}-{cluster.rank}"
     if kind == "simclr":
@@ -39,6 +41,7 @@ def first_step(cluster: Cluster, folder: Path, kind: str) -> tuple[float, dict[s
             clip["text_tower"] = str(folder / clip["text_tower"])
         config = ClipTrainConfig(pairs=folder / "pairs.jsonl", out=out, **clip, **settings)
         run = ClipRun(config, cluster)
+    image_run_in_float64(run)
     loss, _ = run.backward(0)
     named = run.trainable.named_parameters()
     return loss, {name: p.grad.clone() for name, p in named if p.grad is not None}

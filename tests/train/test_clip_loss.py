@@ -1,5 +1,10 @@
 """SoftClipLoss (mixup targets, every training caption as a negative) against open_clip's ClipLoss and against
-the loss written out by hand; the mixing plan; the settings that choose the loss."""
+the loss written out by hand; the mixing plan; the settings that choose the loss.
+
+The comparisons run in float64: the two sides compute the same cross-entropies by different operations (soft
+against hard targets, a bank gathered against the batch), over a few dozen terms of order 10, so they agree to
+a few hundred float64 roundoffs (1.1e-16) of those values, whatever the CPU; RTOL and ATOL of
+tests/train/float64.py allow a thousand times that."""
 
 from __future__ import annotations
 
@@ -11,41 +16,44 @@ from embedsearch.errors import InvalidInputError
 from embedsearch.train import ClipTrainConfig
 from embedsearch.train.distributed import Cluster
 from embedsearch.train.image.clip.loss import MixPlan, QuietClipLoss, SoftClipLoss, clip_loss
+from tests.train.float64 import ATOL, RTOL
 
 
 def features(n: int, dim: int = 8, seed: int = 0) -> torch.Tensor:
     generator = torch.Generator().manual_seed(seed)
-    return F.normalize(torch.randn(n, dim, generator=generator), dim=-1)
+    return F.normalize(torch.randn(n, dim, generator=generator, dtype=torch.float64), dim=-1)
 
 
 def test_without_mixing_and_with_the_batch_as_negatives_it_is_open_clips_loss():
-    images, texts, scale = features(6, seed=1), features(6, seed=2), torch.tensor(14.0)
+    images, texts, scale = features(6, seed=1), features(6, seed=2), torch.tensor(14.0, dtype=torch.float64)
     expected = QuietClipLoss()(images, texts, scale)
     got = SoftClipLoss(Cluster())(images, texts, scale, MixPlan.identity(6))
-    torch.testing.assert_close(got, expected)
+    assert got.dtype == torch.float64
+    torch.testing.assert_close(got, expected, rtol=RTOL, atol=ATOL)
 
 
 def test_every_training_caption_is_an_image_to_text_negative():
-    bank, images, scale = features(10, seed=3), features(4, seed=4), torch.tensor(10.0)
+    bank, images, scale = features(10, seed=3), features(4, seed=4), torch.tensor(10.0, dtype=torch.float64)
     index = torch.tensor([7, 0, 3, 9])  # each image's caption among the 10
     got = SoftClipLoss(Cluster())(images, bank[index], scale, MixPlan.identity(4), bank, index)
     image_to_text = F.cross_entropy(scale * images @ bank.T, index)  # against all 10 captions
     text_to_image = F.cross_entropy(scale * bank[index] @ images.T, torch.arange(4))  # in-batch
-    torch.testing.assert_close(got, (image_to_text + text_to_image) / 2)
+    torch.testing.assert_close(got, (image_to_text + text_to_image) / 2, rtol=RTOL, atol=ATOL)
 
 
 def test_a_mixed_image_is_its_caption_and_its_partners_in_proportion_both_ways():
-    images, texts, scale = features(3, seed=5), features(3, seed=6), torch.tensor(5.0)
+    images, texts, scale = features(3, seed=5), features(3, seed=6), torch.tensor(5.0, dtype=torch.float64)
     # image 0 is 0.7 of itself and 0.3 of image 2; images 1 and 2 are unmixed
-    plan = MixPlan(torch.tensor([2, 1, 2]), torch.tensor([0.7, 1.0, 1.0]))
+    plan = MixPlan(torch.tensor([2, 1, 2]), torch.tensor([0.7, 1.0, 1.0], dtype=torch.float64))
     got = SoftClipLoss(Cluster())(images, texts, scale, plan)
-    to_text = torch.tensor([[0.7, 0.0, 0.3], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
+    to_text = torch.tensor([[0.7, 0.0, 0.3], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]], dtype=torch.float64)
     # text 2 is all of image 2 and 0.3 of image 0: weights 0.3 and 1, normalised
-    to_image = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.3 / 1.3, 0.0, 1 / 1.3]])
+    to_image = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.3 / 1.3, 0.0, 1 / 1.3]], dtype=torch.float64)
     expected = (
         F.cross_entropy(scale * images @ texts.T, to_text) + F.cross_entropy(scale * texts @ images.T, to_image)
     ) / 2
-    torch.testing.assert_close(got, expected)
+    assert got.dtype == torch.float64
+    torch.testing.assert_close(got, expected, rtol=RTOL, atol=ATOL)
 
 
 def test_the_plan_is_drawn_per_sample_from_the_seed_and_step():
@@ -54,7 +62,7 @@ def test_the_plan_is_drawn_per_sample_from_the_seed_and_step():
     assert torch.equal(plan.partner, again.partner) and torch.equal(plan.lam, again.lam)
     assert not torch.equal(plan.lam, MixPlan.draw(0.4, seed=42, step=4, n=64).lam)
     assert plan.partner.min() >= 0 and plan.partner.max() < 64 and len(set(plan.partner.tolist())) > 20
-    assert ((plan.lam > 0) & (plan.lam < 1)).all() and plan.lam.std() > 0.1  # Beta(0.4, 0.4): far from 0.5
+    assert ((plan.lam > 0) & (plan.lam < 1)).all() and plan.lam.std() > 0.1  # Beta(0.4, 0.4): std 0.37
     off = MixPlan.draw(0.0, seed=42, step=3, n=5)
     assert torch.equal(off.partner, torch.arange(5)) and torch.equal(off.lam, torch.ones(5))
 

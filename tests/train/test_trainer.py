@@ -53,6 +53,8 @@ def test_training_lowers_the_loss_and_raises_dev_ndcg(trained):
     _, result = trained
     losses = result.card["losses"]
     assert len(losses) == result.steps == 40
+    # claims about learning, not tolerances on rounding: they hold with wide margins (here the loss falls to 26%
+    # of its start and nDCG@10 goes from 0.03 to 0.98), which the CPU's rounding of 40 steps does not approach
     assert np.mean(losses[-5:]) < 0.5 * np.mean(losses[:5])
     ndcg = {e["step"]: e["metrics"]["ndcg@10"] for e in result.evaluations}
     assert list(ndcg) == [0, 20, 40]
@@ -75,17 +77,19 @@ def test_the_output_holds_the_best_checkpoint_and_its_card(trained):
     assert card["settings"]["temperature"] == 0.05 and card["settings"]["batch_size"] == 16
     assert card["best"]["step"] == result.best_step and len(card["evaluations"]) == 3
     assert card["samples_per_second"] > 0 and card["wall_seconds"] >= card["train_seconds"] > 0
+    # the very weights the run evaluated, encoded by the same code on the same threads: the same bits, the same
+    # ranking, so the same metrics exactly
     dev = load_training_data(config).dev
-    assert evaluate_dev(TextModel(str(out)).encode, dev)["ndcg@10"] == pytest.approx(
-        result.best_metrics["ndcg@10"], abs=1e-6
-    )
+    assert evaluate_dev(TextModel(str(out)).encode, dev) == result.best_metrics
 
 
 def test_the_output_is_an_encoder_embedsearch_loads_by_path(trained):
     config, _ = trained
     encoder = get_encoder(str(config.out))
     vectors = encoder.encode_text(["cat dog", "red green"])
-    assert vectors.shape == (2, 32) and np.allclose(np.linalg.norm(vectors, axis=1), 1, atol=1e-3)
+    # normalised in float32 (bf16 or not before): |norm - 1| is at most about dim float32 roundoffs
+    atol = 32 * float(np.finfo(np.float32).eps)
+    assert vectors.shape == (2, 32) and np.allclose(np.linalg.norm(vectors, axis=1), 1, rtol=0, atol=atol)
 
 
 def test_seeded_runs_are_identical_and_seeds_matter(tiny_model, toy_file, tmp_path):

@@ -107,6 +107,10 @@ class ImageRun(TrainingLoop):
             grayscale=config.grayscale,
         )
 
+    def as_input(self, pixels: torch.Tensor) -> torch.Tensor:
+        """Normalised float pixels as the image tower takes them: on its device, in its dtype."""
+        return pixels.to(self.device, next(self.model.visual.parameters()).dtype)
+
     def local_share(self, batch: list) -> slice:
         """This process's slice of a global batch."""
         per = len(batch) // self.cluster.world

@@ -114,9 +114,9 @@ class SoftClipLoss(nn.Module):
         else:
             index = bank_index.to(images.device)
             texts = bank[index]
-        lam, partner = plan.lam.to(images.device), plan.partner.to(images.device)
+        lam, partner = plan.lam.to(images.device, images.dtype), plan.partner.to(images.device)
         rows = torch.arange(n, device=images.device)
-        to_text = torch.zeros(n, len(bank), device=images.device)
+        to_text = torch.zeros(n, len(bank), dtype=images.dtype, device=images.device)
         to_text[rows, index] += lam
         to_text[rows, index[partner]] += 1 - lam
         to_image = torch.diag(lam)

@@ -158,7 +158,7 @@ class ClipRun(ImageRun):
                 chosen = partners.tolist()
                 partner_pixels = self.augment(self.data.cache.pixels[rows[chosen]], [seeds[p] for p in chosen])
             pixels = plan.mix(pixels, partner_pixels, share)
-        image_features = F.normalize(self.model.encode_image(pixels.to(self.device)), dim=-1)
+        image_features = F.normalize(self.model.encode_image(self.as_input(pixels)), dim=-1)
         text_features = self._text_features(captions[share])
         scale = self.model.logit_scale.exp()
         if config.loss == "siglip":
@@ -188,7 +188,7 @@ class ClipRun(ImageRun):
         """Normalised float32 ``(len(rows), dim)`` features of cached images (no augmentation)."""
         parts = []
         for start in range(0, len(rows), ENCODE_BATCH):
-            pixels = self.normalise(self.data.cache.pixels[rows[start : start + ENCODE_BATCH]]).to(self.device)
+            pixels = self.as_input(self.normalise(self.data.cache.pixels[rows[start : start + ENCODE_BATCH]]))
             parts.append(F.normalize(self.model.encode_image(pixels).float(), dim=-1).cpu().numpy())
         return np.concatenate(parts)
 

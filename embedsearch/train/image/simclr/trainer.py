@@ -107,7 +107,7 @@ class SimclrRun(ImageRun):
         pixels = self.cache.pixels[torch.tensor(batch[share])]
         first = self.augment(pixels, sample_seeds(self.config.seed, step, len(batch), stream=0)[share])
         second = self.augment(pixels, sample_seeds(self.config.seed, step, len(batch), stream=1)[share])
-        features = self.head(self.model.encode_image(torch.cat([first, second]).to(self.device)))
+        features = self.head(self.model.encode_image(self.as_input(torch.cat([first, second]))))
         return self.loss_fn(*features.chunk(2)), len(batch)
 
     def _metrics(self) -> dict[str, float]:
@@ -122,7 +122,7 @@ class SimclrRun(ImageRun):
         parts = []
         for start in range(0, len(self.val_rows), ENCODE_BATCH):
             rows = torch.tensor(self.val_rows[start : start + ENCODE_BATCH])
-            pixels = self.augment(self.cache.pixels[rows], seeds[start : start + ENCODE_BATCH]).to(self.device)
+            pixels = self.as_input(self.augment(self.cache.pixels[rows], seeds[start : start + ENCODE_BATCH]))
             parts.append(F.normalize(self.model.encode_image(pixels).float(), dim=-1).cpu().numpy())
         return np.concatenate(parts)
 
