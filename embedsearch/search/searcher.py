@@ -72,7 +72,13 @@ class Searcher:
 
     @property
     def manifest(self) -> dict[str, Any]:
-        """What the index is (``manifest.json``); :meth:`info` adds what it holds now."""
+        """The index's description now: what it is (``manifest.json``) and what it holds (counts, generation,
+        segments), as ``index info`` shows it."""
+        return self.index.info()
+
+    @property
+    def identity(self) -> dict[str, Any]:
+        """What the index is (``manifest.json``: encoder, dim, spec, content, ...), without reading its state."""
         return self.index.manifest
 
     def info(self) -> dict[str, Any]:
@@ -149,24 +155,24 @@ class Searcher:
 
     def check_query(self, query: Any, k: int = 10, where: dict[str, Any] | None = None) -> None:
         """Every check :meth:`search` makes before it encodes ``query`` (for callers that encode it themselves)."""
-        require_query_kind(self.manifest, "text")
+        require_query_kind(self.identity, "text")
         check_request(k, where)
         check_query_texts([query])
 
     def _text_vectors(self, texts: Sequence[Any], progress: bool) -> np.ndarray:
-        require_query_kind(self.manifest, "text")
+        require_query_kind(self.identity, "text")
         check_query_texts(texts)
         return self.encoder.encode_text(list(texts), progress=progress)
 
     def _image_vectors(self, images: Sequence[Any], progress: bool) -> np.ndarray:
-        require_query_kind(self.manifest, "image")
+        require_query_kind(self.identity, "image")
         return self.encoder.encode_image([_query_image(image) for image in images], progress=progress)
 
     def search_vectors(
         self, vectors: np.ndarray, k: int = 10, where: dict[str, Any] | None = None, *, ef_search=None, nprobe=None
     ) -> list[list[Hit]]:
         """Hits for each row of a float32 ``(n, dim)`` array of query vectors (normalised by the caller)."""
-        vectors = _as_queries(vectors, self.manifest["dim"])
+        vectors = _as_queries(vectors, self.identity["dim"])
         check_request(k, where)
         knobs = self.knobs(ef_search=ef_search, nprobe=nprobe)
         with self.index.reading() as view:
@@ -179,7 +185,7 @@ class Searcher:
         for key, value in given.items():
             if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 65_536:
                 raise InvalidInputError(f"{key} must be an integer from 1 to 65536, got {value!r}")
-        return SearchKnobs(**{**self.manifest.get("search", {}), **given})
+        return SearchKnobs(**{**self.identity.get("search", {}), **given})
 
     def document(self, doc_id: str) -> Document:
         """The stored document ``doc_id``; :class:`NotFoundError` if there is none."""

@@ -104,7 +104,7 @@ async def search_image(
     start = time.perf_counter()
     searcher = await hub.searcher(name)
     _check_k(k, hub)
-    require_query_kind(searcher.manifest, "image")  # before the upload is read or decoded
+    require_query_kind(searcher.identity, "image")  # before the upload is read or decoded
     data = await image.read(hub.settings.max_image_bytes + 1)
     picture = await run_in_threadpool(_read_image, data, hub.settings.max_image_bytes)
     hits = await run_in_threadpool(lambda: searcher.search_images([picture], k)[0])
@@ -119,7 +119,7 @@ async def search_image(
 async def get_item(name: str, item_id: str, hub: Hub) -> Response:
     """The stored document as JSON, or for an image index its stored thumbnail (WebP, at most 256 pixels)."""
     searcher = await hub.searcher(name)
-    if searcher.manifest["content"] == "image":
+    if searcher.identity["content"] == "image":
         return Response(await run_in_threadpool(searcher.thumbnail, item_id), media_type="image/webp")
     document = await run_in_threadpool(searcher.document, item_id)
     return JSONResponse({"_id": document.id, "text": document.text, "metadata": document.metadata})

@@ -108,7 +108,7 @@ def _wait_until_up(url: str, process: subprocess.Popen, log: Path) -> None:
 
 def test_health_and_a_search_over_http(zoo_home, tmp_path):
     with serving(zoo_home, tmp_path) as (_, url):
-        assert httpx.get(f"{url}/health", timeout=5).json() == {"status": "ok", "indexes": 1}
+        assert httpx.get(f"{url}/health", timeout=5).json() == {"status": "ok", "indexes": 1, "broken": []}
         assert [i["name"] for i in httpx.get(f"{url}/indexes", timeout=5).json()] == ["zoo"]
         response = httpx.post(f"{url}/indexes/zoo/search", json={"query": "a cat that purrs", "k": 3}, timeout=10)
         missing = httpx.post(f"{url}/indexes/nope/search", json={"query": "cat"}, timeout=10)
