@@ -18,6 +18,7 @@ import pytest
 from embedsearch import load_index
 from embedsearch.cli.demo_command import DEMO_INDEX, DEMO_QUERIES
 from embedsearch.data.stdlib_docs import stdlib_documents
+from embedsearch.index import index_info
 from tests.encoders.tolerances import HIT_ROUNDING, cosine_error
 from tests.fake_encoder import DIM
 
@@ -106,15 +107,21 @@ def demo_runs(tmp_path_factory):
     (work / "plugins" / "counting_plugin.py").write_text(COUNTING_PLUGIN, encoding="utf-8")
     home = work / "indexes"
     first = run_demo(home, work / "plugins", work / "first.log")
-    manifest = (home / DEMO_INDEX / "manifest.json").read_bytes() if first.returncode == 0 else b""
+    state = _committed_state(home) if first.returncode == 0 else None
     second = run_demo(home, work / "plugins", work / "second.log")
     return {
         "home": home,
         "first": first,
         "second": second,
-        "manifest_after_first": manifest,
+        "state_after_first": state,
         "embedded": (embedded(work / "first.log"), embedded(work / "second.log")),
     }
+
+
+def _committed_state(home: Path) -> tuple[bytes, dict]:
+    """The manifest file's bytes and what ``index_info`` reports (its size on disk aside)."""
+    info = {key: value for key, value in index_info(DEMO_INDEX, home).items() if key != "disk_bytes"}
+    return (home / DEMO_INDEX / "manifest.json").read_bytes(), info
 
 
 def test_the_first_run_builds_the_index_and_prints_four_searches_with_hits(demo_runs, documents):
@@ -122,9 +129,9 @@ def test_the_first_run_builds_the_index_and_prints_four_searches_with_hits(demo_
     assert first.returncode == 0, first.stderr
     assert first.stderr == ""
     summary, hits = parse(first.stdout)
-    searcher = load_index(DEMO_INDEX, demo_runs["home"])
-    assert int(summary["count"]) == len(documents) == searcher.manifest["count"] > 1000
-    assert int(summary["chunks"]) == searcher.manifest["chunks"] >= len(documents)
+    info = index_info(DEMO_INDEX, demo_runs["home"])
+    assert int(summary["count"]) == len(documents) == info["count"] > 1000
+    assert int(summary["chunks"]) == info["chunks"] >= len(documents)
     assert (summary["spec"], summary["home"]) == ("Flat", str(demo_runs["home"]))
     assert list(hits) == list(DEMO_QUERIES)
     for query, printed in hits.items():
@@ -161,6 +168,6 @@ def test_a_second_run_upserts_without_encoding_documents_again(demo_runs, docume
     assert summary["chunks"] == "0" and int(summary["count"]) == len(documents)
     # only the four queries reach the encoder, one batch each
     assert demo_runs["embedded"][1] == [1] * len(DEMO_QUERIES)
-    # nothing changed, so no new generation was written
-    assert (demo_runs["home"] / DEMO_INDEX / "manifest.json").read_bytes() == demo_runs["manifest_after_first"]
+    # nothing changed, so nothing was committed: the same manifest, generation and update time
+    assert _committed_state(demo_runs["home"]) == demo_runs["state_after_first"]
     assert hits == parse(demo_runs["first"].stdout)[1]
