@@ -46,6 +46,9 @@ def train() -> None:
 @click.option("--save-every", type=click.IntRange(min=1), default=100, show_default=True)
 @click.option("--seed", type=int, default=42, show_default=True)
 @click.option("--limit", type=click.IntRange(min=1), help="Use only the first N training pairs.")
+@click.option(
+    "--skip-invalid", is_flag=True, help="Skip malformed records (each is reported) instead of rejecting the input."
+)
 @click.option("--device", default="cpu", show_default=True, help="torch device, e.g. cuda.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing --out (or an interrupted run).")
 @click.option("--resume", is_flag=True, help="Continue the interrupted run that writes --out.")
@@ -60,9 +63,10 @@ def text(**options) -> None:
         f"best dev nDCG@10 {result.best_metrics['ndcg@10']:.4f} at step {result.best_step}" if first else "no dev set"
     )
     base = f" (base {first['metrics']['ndcg@10']:.4f})" if first and first["step"] == 0 else ""
+    skips = f"; skipped {result.skipped_records} invalid record(s)" if result.skipped_records else ""
     click.echo(
         f"trained {result.steps} steps in {result.wall_seconds:.1f}s ({result.samples_per_second:.1f} samples/s); "
-        f"{best}{base}; model written to {result.out}"
+        f"{best}{base}{skips}; model written to {result.out}"
     )
 
 

@@ -151,6 +151,9 @@ class TrainingLoop:
     def skipped_images(self) -> int:
         return 0
 
+    def skipped_records(self) -> int:
+        return 0
+
     # --- the loop -----------------------------------------------------------------------------------------
     def run(self) -> TrainResult:
         """Train, then publish; a run that fails before its first checkpoint leaves no work folder behind."""
@@ -297,6 +300,7 @@ class TrainingLoop:
             samples_per_second=progress.samples / max(progress.train_seconds, 1e-9),
             card=card,
             skipped_images=self.skipped_images(),
+            skipped_records=self.skipped_records(),
         )
 
     def _best_metrics(self) -> dict[str, float]:

@@ -91,7 +91,8 @@ class RunConfig:
 class TrainResult:
     """What a finished run produced: the model directory ``out`` (the best checkpoint by the validation metric,
     dev nDCG@10 for text and mean Recall@k for images, or the last step without a validation set), the numbers
-    of its training card, and how many training images were skipped as unreadable."""
+    of its training card, how many training images were skipped as unreadable and how many input records as
+    invalid (``skip_invalid``)."""
 
     out: Path
     steps: int
@@ -102,3 +103,4 @@ class TrainResult:
     samples_per_second: float = 0.0
     card: dict[str, Any] = field(default_factory=dict)
     skipped_images: int = 0
+    skipped_records: int = 0

@@ -59,6 +59,29 @@ def test_train_text_on_a_corpus_without_labels(tiny_model, beir_folder, tmp_path
     assert result.stdout.startswith("trained 2 steps") and (out / "model.safetensors").is_file()
 
 
+def _corpus_with_empty_documents(tmp_path: Path) -> Path:
+    """The toy corpus with two empty documents among its lines, as Cranfield has (lines 31 and 62)."""
+    records = [{"_id": f"d{i}", "text": p["positive"]} for i, p in enumerate(toy_pairs())]
+    records.insert(30, {"_id": "empty-1", "text": ""})
+    records.insert(61, {"_id": "empty-2", "title": "", "text": " "})
+    return write_jsonl(tmp_path / "corpus.jsonl", records)
+
+
+def test_skip_invalid_trains_on_the_rest_and_reports_each_skipped_record(tiny_model, tmp_path, caplog):
+    corpus, out = _corpus_with_empty_documents(tmp_path), tmp_path / "model"
+    args = ["train", "text", "--data", corpus, "--self-supervised", "crop", "--out", out, "--base", tiny_model, *QUICK]
+    refused = run(*args, code=2)
+    assert refused.stderr.startswith("Error: 2 invalid record(s): ") and "pass --skip-invalid" in refused.stderr
+    assert not out.exists()
+    result = run(*args, "--skip-invalid")
+    assert re.search(r"; skipped 2 invalid record\(s\); model written to ", result.stdout), result.stdout
+    skipped = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert [m.split(": ")[0] for m in skipped] == [f"skipped {corpus}:31", f"skipped {corpus}:62"]  # file:line: why
+    card = json.loads((out / "training_card.json").read_text())
+    assert card["settings"]["skip_invalid"] and len(card["data"]["skipped_records"]) == 2
+    assert card["data"]["train_pairs"] + card["data"]["held_out_for_dev"] == 120
+
+
 def _bad_pairs(tmp_path: Path) -> Path:
     path = tmp_path / "bad.jsonl"
     path.write_text('{"anchor": "a", "positive": "p"}\n{"anchor": "a"}\n', encoding="utf-8")

@@ -10,7 +10,14 @@ import pytest
 from embedsearch.errors import InvalidInputError, SourceError
 from embedsearch.train.text.batches import random_crop
 from embedsearch.train.text.config import TextTrainConfig
-from embedsearch.train.text.pairs import Pair, attach_negatives, read_beir_pairs, read_corpus, read_pairs_file
+from embedsearch.train.text.pairs import (
+    Pair,
+    attach_negatives,
+    read_beir_pairs,
+    read_corpus,
+    read_pairs,
+    read_pairs_file,
+)
 from tests.train.conftest import toy_pairs, write_jsonl
 
 
@@ -96,11 +103,33 @@ def test_the_test_split_is_never_used_for_training_or_model_selection(tmp_path, 
 
 
 def test_a_corpus_is_a_beir_folder_s_corpus_or_any_source_index_build_reads(beir_folder, tmp_path):
-    assert len(read_corpus(beir_folder)) == 120
+    assert len(read_corpus(beir_folder).documents) == 120
     notes = tmp_path / "notes"
     notes.mkdir()
     (notes / "a.md").write_text("alpha beta", encoding="utf-8")
-    assert [d.text for d in read_corpus(notes)] == ["alpha beta"]
+    assert [d.text for d in read_corpus(notes).documents] == ["alpha beta"]
+
+
+def test_skip_invalid_leaves_bad_records_out_and_lists_them(beir_folder, tmp_path):
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text('{"anchor": "a", "positive": "p"}\n{"anchor": "a"}\nnot json\n', encoding="utf-8")
+    with pytest.raises(SourceError, match="2 invalid line"):
+        read_pairs(pairs)
+    report = read_pairs(pairs, skip_invalid=True)
+    assert report.pairs == [Pair("a", "p")]
+    assert report.skipped == [
+        f"{pairs}:2: 'anchor' and 'positive' must be non-empty strings",
+        f"{pairs}:3: invalid JSON (Expecting value)",
+    ]
+    with (beir_folder / "corpus.jsonl").open("a", encoding="utf-8") as corpus:
+        corpus.write('{"_id": "empty", "text": ""}\n')
+    with pytest.raises(SourceError, match=r"corpus\.jsonl:121: "):
+        read_beir_pairs(beir_folder)
+    beir = read_beir_pairs(beir_folder, skip_invalid=True)
+    assert len(beir.pairs) == 100 and len(beir.corpus) == 120
+    corpus = beir_folder / "corpus.jsonl"
+    assert len(beir.skipped) == 1 and beir.skipped[0].startswith(f"{corpus}:121: document 'empty'")  # file:line
+    assert len(read_corpus(beir_folder, skip_invalid=True).documents) == 120
 
 
 def test_mined_negatives_attach_to_the_pair_with_the_same_anchor_and_positive(tmp_path):

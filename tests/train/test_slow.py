@@ -86,3 +86,19 @@ def test_minilm_trains_on_scifact_and_the_result_is_an_encoder(shared_data, mini
     encoder = get_encoder(str(config.out))
     assert encoder.dim == minilm.dim == 384
     assert result.card["data"]["kind"] == "beir" and result.card["base"]["reference"] == "minilm"
+
+
+@pytest.mark.slow
+def test_self_supervised_training_on_cranfield_skips_its_two_empty_documents(shared_data, tiny_model, tmp_path):
+    """The case that needed ``--skip-invalid``: Cranfield's corpus has two empty documents."""
+    from click.testing import CliRunner
+
+    from embedsearch.cli import cli
+
+    if not (shared_data / "cranfield" / "corpus.jsonl").is_file():
+        pytest.skip(f"no Cranfield at {shared_data}")
+    args = ["train", "text", "--data", shared_data / "cranfield", "--self-supervised", "crop", "--base", tiny_model]
+    args += ["--out", tmp_path / "m", "--batch-size", "16", "--max-steps", "1", "--dev-fraction", "0", "--quiet"]
+    result = CliRunner().invoke(cli, [*map(str, args), "--skip-invalid"])
+    assert result.exit_code == 0, result.output
+    assert "; skipped 2 invalid record(s); model written to " in result.stdout

@@ -18,9 +18,10 @@ class TextTrainConfig(RunConfig):
 
     ``data`` is a pairs JSONL file, a BEIR folder (pairs from ``qrels/<split>.tsv``), or, with
     ``self_supervised`` (``"crop"`` or ``"dropout"``), any corpus :func:`embedsearch.data.read_documents` reads
-    (a BEIR folder means its ``corpus.jsonl``). ``cache_chunk`` turns on GradCache with chunks of that many
-    texts. ``max_length`` truncates texts while training (cheaper steps); the saved model keeps the base's
-    length.
+    (a BEIR folder means its ``corpus.jsonl``). ``skip_invalid`` leaves out malformed records of every input
+    (pairs lines, corpus records) instead of rejecting the input; each is logged as ``skipped file:line:
+    reason``. ``cache_chunk`` turns on GradCache with chunks of that many texts. ``max_length`` truncates texts
+    while training (cheaper steps); the saved model keeps the base's length.
     """
 
     data: Path
@@ -38,6 +39,7 @@ class TextTrainConfig(RunConfig):
     temperature: float = 0.05
     max_length: int | None = None
     crop_ratio: tuple[float, float] = (0.1, 0.5)
+    skip_invalid: bool = False
 
     def _path_fields(self) -> tuple[str, ...]:
         return ("data", "out", "negatives", "dev")

@@ -1,20 +1,19 @@
-"""Everything a run reads, decided once: the training pairs, the dev set, and a fingerprint of the inputs."""
+"""Everything a run reads, decided once: the training pairs, the dev set, a fingerprint of the inputs, and the
+records ``skip_invalid`` left out (each logged as a warning, ``skipped file:line: reason``)."""
 
 from __future__ import annotations
 
 import hashlib
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from embedsearch.data import Document
 from embedsearch.train.text.config import TextTrainConfig
 from embedsearch.train.text.devset import DevSet, build_dev_set, split_by_anchor, split_documents
-from embedsearch.train.text.pairs import (
-    Pair,
-    attach_negatives,
-    read_beir_pairs,
-    read_corpus,
-    read_pairs_file,
-)
+from embedsearch.train.text.pairs import BeirData, Pair, attach_negatives, read_beir_pairs, read_corpus, read_pairs
+
+log = logging.getLogger("embedsearch")
 
 
 @dataclass
@@ -28,6 +27,7 @@ class TrainingData:
     files: dict[str, str] = field(default_factory=dict)
     fingerprint: str = ""
     held_out: int = 0
+    skipped: list[str] = field(default_factory=list)
 
     def describe(self) -> dict:
         dev = self.dev
@@ -40,35 +40,64 @@ class TrainingData:
             "held_out_for_dev": self.held_out,
             "dev_queries": len(dev.queries) if dev else 0,
             "dev_corpus": len(dev.corpus) if dev else 0,
+            "skipped_records": self.skipped,
         }
 
 
+class _Inputs:
+    """Reads a run's input files, keeping every record that ``skip_invalid`` left out."""
+
+    def __init__(self, skip_invalid: bool) -> None:
+        self.skip_invalid = skip_invalid
+        self.skipped: list[str] = []
+
+    def pairs(self, path: Path) -> list[Pair]:
+        report = read_pairs(path, self.skip_invalid)
+        self.skipped += report.skipped
+        return report.pairs
+
+    def beir(self, folder: Path, split: str) -> BeirData:
+        beir = read_beir_pairs(folder, split, skip_invalid=self.skip_invalid)
+        self.skipped += beir.skipped
+        return beir
+
+    def corpus(self, source: Path) -> list[Document]:
+        report = read_corpus(source, self.skip_invalid)
+        self.skipped += report.problems
+        return report.documents
+
+
 def load_training_data(config: TextTrainConfig) -> TrainingData:
-    """Read the inputs ``config`` names. Raises :class:`SourceError` / :class:`InvalidInputError` for bad ones."""
+    """Read the inputs ``config`` names. Raises :class:`SourceError` / :class:`InvalidInputError` for bad ones
+    (for no bad record with ``config.skip_invalid``: those are left out, logged and listed in ``skipped``)."""
+    inputs = _Inputs(config.skip_invalid)
     if config.self_supervised:
-        data, files = _self_supervised(config)
+        data, files = _self_supervised(config, inputs)
     else:
-        data, files = _supervised(config)
+        data, files = _supervised(config, inputs)
     if config.dev is not None:
-        dev_pairs, pool, dev_files = _dev_file(config.dev, config.dev_split)
+        dev_pairs, pool, dev_files = _dev_file(config.dev, config.dev_split, inputs)
         data.dev = build_dev_set(dev_pairs, pool + _texts_of(data.pairs), config.dev_corpus_size, config.seed)
         files += dev_files
     if config.limit:
         data.pairs = data.pairs[: config.limit]
     data.files = {str(path): _sha256(path) for path in files}
     data.fingerprint = hashlib.sha256("".join(f"{k}\0{v}\n" for k, v in data.files.items()).encode()).hexdigest()
+    data.skipped = inputs.skipped
+    for problem in data.skipped:
+        log.warning("skipped %s", problem)
     return data
 
 
-def _supervised(config: TextTrainConfig) -> tuple[TrainingData, list[Path]]:
+def _supervised(config: TextTrainConfig, inputs: _Inputs) -> tuple[TrainingData, list[Path]]:
     if config.data.is_dir():
-        beir = read_beir_pairs(config.data, config.split)
+        beir = inputs.beir(config.data, config.split)
         kind, pairs, pool, files = "beir", beir.pairs, [d.text for d in beir.corpus], beir.files
     else:
-        pairs = read_pairs_file(config.data)
+        pairs = inputs.pairs(config.data)
         kind, pool, files = "pairs", _texts_of(pairs), [config.data]
     if config.negatives is not None:
-        pairs = attach_negatives(pairs, read_pairs_file(config.negatives), config.negatives)
+        pairs = attach_negatives(pairs, inputs.pairs(config.negatives), config.negatives)
         files = [*files, config.negatives]
     split = config.dev is None and config.dev_fraction > 0
     train, dev = split_by_anchor(pairs, config.dev_fraction, config.seed) if split else (pairs, [])
@@ -76,8 +105,8 @@ def _supervised(config: TextTrainConfig) -> tuple[TrainingData, list[Path]]:
     return TrainingData(kind, train, dev_set, held_out=len(dev)), files
 
 
-def _self_supervised(config: TextTrainConfig) -> tuple[TrainingData, list[Path]]:
-    documents = read_corpus(config.data)
+def _self_supervised(config: TextTrainConfig, inputs: _Inputs) -> tuple[TrainingData, list[Path]]:
+    documents = inputs.corpus(config.data)
     split = config.dev is None and config.dev_fraction > 0 and len(documents) > 1
     train, dev = (
         split_documents(documents, config.dev_fraction, config.seed, config.crop_ratio) if split else (documents, [])
@@ -87,12 +116,12 @@ def _self_supervised(config: TextTrainConfig) -> tuple[TrainingData, list[Path]]
     return TrainingData(config.self_supervised or "", pairs, dev_set, held_out=len(dev)), _corpus_files(config.data)
 
 
-def _dev_file(path: Path, split: str) -> tuple[list[Pair], list[str], list[Path]]:
+def _dev_file(path: Path, split: str, inputs: _Inputs) -> tuple[list[Pair], list[str], list[Path]]:
     """Dev pairs from ``--dev``: a BEIR folder (its ``split`` qrels) or a pairs file; and their corpus texts."""
     if path.is_dir():
-        beir = read_beir_pairs(path, split)
+        beir = inputs.beir(path, split)
         return beir.pairs, [d.text for d in beir.corpus], beir.files
-    pairs = read_pairs_file(path)
+    pairs = inputs.pairs(path)
     return pairs, _texts_of(pairs), [path]
 
 

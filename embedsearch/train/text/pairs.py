@@ -10,11 +10,15 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from embedsearch.data import Document, read_documents, read_qrels, read_queries
 from embedsearch.errors import InvalidInputError, SourceError
+
+if TYPE_CHECKING:
+    from embedsearch.data.sources import SourceReport
 
 log = logging.getLogger("embedsearch")
 MAX_PROBLEMS_SHOWN = 5
@@ -32,11 +36,21 @@ class Pair:
 
 @dataclass
 class BeirData:
-    """The pairs of one qrels split of a BEIR folder, with the corpus they come from (for dev corpora)."""
+    """The pairs of one qrels split of a BEIR folder, with the corpus they come from (for dev corpora), and the
+    corpus records skipped as invalid (``file:line: reason``)."""
 
     pairs: list[Pair]
     corpus: list[Document]
     files: list[Path]
+    skipped: list[str] = field(default_factory=list)
+
+
+@dataclass
+class PairsReport:
+    """What reading a pairs file produced: the pairs, and every line skipped as invalid (``file:line: reason``)."""
+
+    pairs: list[Pair]
+    skipped: list[str] = field(default_factory=list)
 
 
 def read_pairs_file(path: str | Path) -> list[Pair]:
@@ -46,6 +60,12 @@ def read_pairs_file(path: str | Path) -> list[Pair]:
     Raises :class:`SourceError` listing every bad line as ``file:line: reason`` (invalid JSON or UTF-8, a
     missing or empty anchor/positive, negatives that are not a list of texts), or if the file has no pairs.
     """
+    return read_pairs(path).pairs
+
+
+def read_pairs(path: str | Path, skip_invalid: bool = False) -> PairsReport:
+    """:func:`read_pairs_file`, but with ``skip_invalid`` the bad lines are left out and listed in the report
+    instead of failing the read (a file without any good line still fails)."""
     path = Path(path)
     pairs, problems = [], []
     for lineno, raw in enumerate(_read_bytes(path).splitlines(), 1):
@@ -55,11 +75,11 @@ def read_pairs_file(path: str | Path) -> list[Pair]:
             pairs.append(_pair_of(raw))
         except ValueError as err:
             problems.append(f"{path}:{lineno}: {err}")
-    if problems:
+    if problems and not skip_invalid:
         raise SourceError(_summary(path, problems), problems)
     if not pairs:
         raise SourceError(f"{path}: no pairs in the file (expected JSON lines with 'anchor' and 'positive')")
-    return pairs
+    return PairsReport(pairs, problems)
 
 
 def _pair_of(raw: bytes) -> Pair:
@@ -80,16 +100,18 @@ def _pair_of(raw: bytes) -> Pair:
     return Pair(texts[0], texts[1], tuple(negatives))
 
 
-def read_beir_pairs(folder: str | Path, split: str = "train") -> BeirData:
+def read_beir_pairs(folder: str | Path, split: str = "train", *, skip_invalid: bool = False) -> BeirData:
     """One pair per relevant (query, document) of ``qrels/<split>.tsv``: the query text and the document's
     text (title and text, as ``index build`` reads it). Judgements whose query or document is missing from
-    ``queries.jsonl``/``corpus.jsonl`` are skipped with a warning.
+    ``queries.jsonl``/``corpus.jsonl`` are skipped with a warning; so are, with ``skip_invalid``, invalid
+    corpus records (listed in ``skipped``).
 
     Raises :class:`SourceError` naming the missing files (listing the splits there are) or a malformed one.
     """
     folder = Path(folder)
     qrels_path = beir_qrels_path(folder, split)
-    corpus = read_documents([folder / "corpus.jsonl"]).documents
+    report = read_documents([folder / "corpus.jsonl"], skip_invalid=skip_invalid)
+    corpus = report.documents
     queries = read_queries(folder / "queries.jsonl")
     text_of = {d.id: d.text for d in corpus}
     pairs, missing = [], 0
@@ -105,7 +127,8 @@ def read_beir_pairs(folder: str | Path, split: str = "train") -> BeirData:
         )
     if not pairs:
         raise SourceError(f"{qrels_path}: no relevant (query, document) pairs")
-    return BeirData(pairs, corpus, [folder / "corpus.jsonl", folder / "queries.jsonl", qrels_path])
+    files = [folder / "corpus.jsonl", folder / "queries.jsonl", qrels_path]
+    return BeirData(pairs, corpus, files, report.problems)
 
 
 def beir_qrels_path(folder: Path, split: str) -> Path:
@@ -119,13 +142,14 @@ def beir_qrels_path(folder: Path, split: str) -> Path:
     return qrels
 
 
-def read_corpus(source: str | Path) -> list[Document]:
+def read_corpus(source: str | Path, skip_invalid: bool = False) -> SourceReport:
     """Documents for self-supervised training: a BEIR folder's ``corpus.jsonl``, or any JSONL/CSV file or
-    folder of .txt/.md that ``index build`` reads (raises :class:`SourceError` for bad records)."""
+    folder of .txt/.md that ``index build`` reads. Raises :class:`SourceError` for bad records, unless
+    ``skip_invalid`` (then they are left out and listed in the report's ``problems``)."""
     source = Path(source)
     if source.is_dir() and (source / "corpus.jsonl").is_file():
         source = source / "corpus.jsonl"
-    return read_documents([source]).documents
+    return read_documents([source], skip_invalid=skip_invalid)
 
 
 def attach_negatives(pairs: list[Pair], mined: list[Pair], source: Path) -> list[Pair]:

@@ -107,6 +107,9 @@ class TextRun(TrainingLoop):
     def _metrics(self) -> dict[str, float]:
         return evaluate_dev(self.model.encode, self.data.dev)
 
+    def skipped_records(self) -> int:
+        return len(self.data.skipped)
+
     def _save_model(self, folder: Path) -> None:
         self.model.save(folder)
 
