@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +38,10 @@ def load_image(source: str | Path | bytes | Any) -> Any:
     if isinstance(source, Image.Image):
         return _on_white(source)
     try:
-        with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as picture:
+        with warnings.catch_warnings():  # PIL's own bomb warning: the stricter check below refuses such images
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            picture = Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
+        with picture:
             check_pixels(picture.size)
             picture.load()
             return _on_white(picture)

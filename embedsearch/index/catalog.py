@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from embedsearch.errors import EmbedsearchError
+from embedsearch.errors import CorruptIndexError, EmbedsearchError
 from embedsearch.index.reader import describe
 from embedsearch.index.storage import index_directory, list_index_names, read_manifest, store_name
-from embedsearch.index.store import Store
+from embedsearch.index.store import SegmentInfo, Store
 
 
 def index_info(name: str, home: str | Path | None = None) -> dict[str, Any]:
@@ -20,10 +20,24 @@ def index_info(name: str, home: str | Path | None = None) -> dict[str, Any]:
     store = Store.open(directory / store_name(manifest["epoch"]), name)
     try:
         with store.reading():
-            info = describe(manifest, store.state(), store.segments(), store.tombstone_counts())
+            store.check_counts()
+            segments = store.segments()
+            info = describe(manifest, store.state(), segments, store.tombstone_counts())
     finally:
         store.close()
+    check_segment_files(directory, segments, name)
     return {**info, "path": str(directory.resolve()), "disk_bytes": disk_bytes(directory)}
+
+
+def check_segment_files(directory: Path, segments: list[SegmentInfo], name: str) -> None:
+    """:class:`CorruptIndexError` for a segment file that is missing or not of its committed size (a cheap check:
+    reading a segment also checks its sha256)."""
+    for info in segments:
+        path = directory / info.file
+        size = path.stat().st_size if path.is_file() else None
+        if size != info.bytes:
+            state = "missing" if size is None else f"{size} bytes, {info.bytes} were committed (truncated?)"
+            raise CorruptIndexError(f"index {name!r}: segment file {path} is {state}")
 
 
 def list_indexes(home: str | Path | None = None, *, broken: bool = False) -> list[dict[str, Any]]:

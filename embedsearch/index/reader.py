@@ -106,7 +106,8 @@ class StoredIndex:
                 if read_manifest(directory).get("epoch") == manifest["epoch"]:
                     raise
                 continue  # a build replaced the epoch while we opened it: open the new one
-            with index.reading():
+            with index.reading() as view:
+                view.store.check_counts()
                 return index
         raise CorruptIndexError(f"index {name!r}: its files keep being replaced while it is opened ({directory})")
 

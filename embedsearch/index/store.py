@@ -297,6 +297,17 @@ class Store:
         count = {t: self._guarded(f"SELECT COUNT(*) FROM {t}").fetchone()[0] for t in ("documents", "chunks")}
         return {**count, "tombstones": self._guarded("SELECT COUNT(*) FROM tombstones").fetchone()[0]}
 
+    def check_counts(self) -> None:
+        """:class:`CorruptIndexError` if the committed counts disagree with the rows (a store that was edited or
+        swapped with another's)."""
+        state, rows = self.state(), self.counts()
+        for key, table in (("documents", "documents"), ("chunks", "chunks")):
+            if state.get(key) != rows[table]:
+                raise CorruptIndexError(
+                    f"index {self.index_name!r}: document store {self.path} records {state.get(key)} {key} but "
+                    f"holds {rows[table]}"
+                )
+
     def integrity_problems(self) -> list[str]:
         """What SQLite's ``quick_check`` reports (empty when the file is sound)."""
         rows = [r[0] for r in self._guarded("PRAGMA quick_check")]
