@@ -425,3 +425,47 @@ def _is_locked(directory: Path) -> bool:
         return True
     lock.release()
     return False
+
+
+# ---- a reader in another process -------------------------------------------------------------------------------
+
+READER = """
+import json, sys, time
+import tests.fake_encoder
+from embedsearch import load_index
+searcher = load_index("t", sys.argv[1])
+seen, bad, deadline = set(), [], time.monotonic() + float(sys.argv[2])
+while time.monotonic() < deadline:
+    ids = {h.id for h in searcher.search("pair left right", k=200)}
+    lefts = {i[5:] for i in ids if i.startswith("left-")}
+    rights = {i[6:] for i in ids if i.startswith("right-")}
+    if lefts != rights:
+        bad.append(sorted(lefts ^ rights))
+    seen.add(len(lefts))
+print(json.dumps({"bad": bad[:5], "states": len(seen)}))
+"""
+
+
+def test_a_reader_in_another_process_never_sees_half_a_write(tmp_path: Path) -> None:
+    home = tmp_path / "indexes"
+    write_corpus(tmp_path / "base.jsonl", doc_ids("d", 30), "v0")
+    build_here("t", tmp_path / "base.jsonl", home)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    reader = subprocess.Popen(
+        [sys.executable, "-c", READER, str(home), "8"], env=env, stdout=subprocess.PIPE, text=True
+    )
+    from embedsearch.data import Document
+    from embedsearch.index import compact_index
+
+    n = 0
+    while reader.poll() is None:
+        pair = [Document(f"left-{n}", "pair left right"), Document(f"right-{n}", "pair left right")]
+        add_documents("t", pair, home=home)  # one write: both or neither
+        if n % 5 == 4:
+            delete_documents("t", [f"left-{n - 2}", f"right-{n - 2}"], home=home)
+        if n % 7 == 6:
+            compact_index("t", home)
+        n += 1
+    result = json.loads(reader.communicate(timeout=60)[0])
+    assert reader.returncode == 0 and result["bad"] == [], result
+    assert result["states"] > 3 and n > 10  # the reader saw the index change many times
