@@ -4,6 +4,10 @@ While training, ``DIR.tmp-train/checkpoint.pt`` holds everything a resumed run n
 scheduler, RNG state, step, losses, evaluations, best weights), replaced atomically (temporary file, fsync,
 rename). At the end the model is assembled in ``DIR.tmp-train/model/`` and renamed to ``DIR``, so ``DIR``
 either does not exist or is complete; then the work folder is removed.
+
+A run deletes only what a run wrote: ``--overwrite`` replaces ``DIR`` only if it is an empty folder or a model
+directory a trainer wrote (it has ``training_card.json``), and the work folder only if it holds nothing but
+what a run puts there; anything else is refused with :class:`OutputExistsError`, before any work.
 """
 
 from __future__ import annotations
@@ -18,8 +22,10 @@ import torch
 
 from embedsearch.errors import InvalidInputError, OutputExistsError, TrainingError
 from embedsearch.files import replace_durably
+from embedsearch.train.card import CARD
 
 CHECKPOINT_FORMAT = 1
+WORK_FILES = frozenset({"checkpoint.pt", "checkpoint.pt.tmp", "model", "replaced"})  # all a run writes there
 
 
 class Workspace:
@@ -31,19 +37,53 @@ class Workspace:
         self.checkpoint = self.folder / "checkpoint.pt"
 
     def check(self, *, overwrite: bool, resume: bool) -> None:
-        """Fail fast, before any work: an existing ``out`` needs ``overwrite``; ``resume`` needs a checkpoint;
-        a checkpoint left by an interrupted run needs ``resume`` or ``overwrite``.
+        """Fail fast, before any work: an existing ``out`` needs ``overwrite`` and must be an empty folder or a
+        trained model; ``resume`` needs a checkpoint; a checkpoint left by an interrupted run needs ``resume`` or
+        ``overwrite``; a work folder to start afresh must hold only what a run writes.
 
         Raises :class:`OutputExistsError` or :class:`InvalidInputError` (nothing to resume).
         """
-        if self.out.exists() and not overwrite:
-            raise OutputExistsError(f"{self.out} already exists; pass --overwrite to replace it")
+        if self.out.exists():
+            if not overwrite:
+                raise OutputExistsError(f"{self.out} already exists; pass --overwrite to replace it")
+            self._check_replaceable()
         if resume and not self.checkpoint.is_file():
             raise InvalidInputError(f"nothing to resume: no checkpoint in {self.folder}")
-        if not resume and not overwrite and self.checkpoint.is_file():
+        if resume:
+            return
+        if not overwrite and self.checkpoint.is_file():
             raise OutputExistsError(
                 f"{self.folder} holds an interrupted run; pass --resume to continue it or --overwrite to start over"
             )
+        self._check_work_folder()
+
+    def _check_replaceable(self) -> None:
+        """``out`` may be replaced only if it is an empty folder or a model directory a trainer wrote."""
+        if not self.out.is_dir():
+            why = "is not a folder"
+        elif any(self.out.iterdir()) and not (self.out / CARD).is_file():
+            why = f"holds files and is not a model embedsearch trained (no {CARD})"
+        else:
+            return
+        raise OutputExistsError(
+            f"{self.out} {why}; --overwrite replaces only an empty folder or a trained model: move it or choose "
+            "another --out"
+        )
+
+    def _check_work_folder(self) -> None:
+        """The work folder, which a fresh start replaces, may hold only what a run writes there."""
+        if not self.folder.exists():
+            return
+        if self.folder.is_dir():
+            foreign = sorted(p.name for p in self.folder.iterdir() if p.name not in WORK_FILES)
+            if not foreign:
+                return
+            why = f"holds {', '.join(foreign[:3])}" + (", ..." if len(foreign) > 3 else "")
+        else:
+            why = "is a file"
+        raise OutputExistsError(
+            f"{self.folder} {why}, which no training run wrote; a run replaces this work folder: move it"
+        )
 
     def start_fresh(self) -> None:
         """Remove what an earlier attempt left and create the work folder."""
@@ -79,6 +119,7 @@ class Workspace:
         staging.mkdir(parents=True)
         write(staging)
         if self.out.exists():
+            self._check_replaceable()  # again: it may have changed while the run trained
             os.replace(self.out, self.folder / "replaced")
         replace_durably(staging, self.out)  # every file of the model is on disk before it is named ``out``
         shutil.rmtree(self.folder, ignore_errors=True)

@@ -138,6 +138,24 @@ def test_an_existing_output_directory_is_refused(tmp_path, pairs_file):
     assert line == f"Error: {tmp_path / 'out'} already exists; pass --overwrite to replace it"
 
 
+def test_overwrite_refuses_a_folder_it_did_not_write_and_keeps_its_files(tmp_path, pairs_file):
+    out, work = tmp_path / "out", tmp_path / "out.tmp-train"
+    out.mkdir()
+    (out / "thesis.tex").write_text("years of work")
+    args = ("train", "text", "--data", pairs_file, "--out", out, "--overwrite")
+    line = one_line_error(run(*args, code=1))
+    assert line == (
+        f"Error: {out} holds files and is not a model embedsearch trained (no training_card.json); --overwrite "
+        "replaces only an empty folder or a trained model: move it or choose another --out"
+    )
+    (out / "thesis.tex").rename(tmp_path / "thesis.tex")
+    work.mkdir()  # a folder named like a run's work folder, which no run wrote
+    (work / "photos").mkdir()
+    line = one_line_error(run(*args, code=1))
+    assert line == f"Error: {work} holds photos, which no training run wrote; a run replaces this work folder: move it"
+    assert (work / "photos").is_dir() and (tmp_path / "thesis.tex").read_text() == "years of work"
+
+
 @pytest.mark.parametrize(
     "args", [("--batch-size", "1"), ("--temperature", "0"), ("--self-supervised", "mask"), ("--dev-fraction", "1")]
 )

@@ -203,16 +203,22 @@ def test_dropout_views_on_a_raw_corpus_without_a_dev_set(tiny_model, animals_fil
     assert TextModel(str(config.out)).st.max_seq_length == 32
 
 
-def test_an_existing_output_is_kept_unless_overwrite(tiny_model, toy_file, tmp_path):
+def test_overwrite_replaces_a_trained_model_and_never_other_files(tiny_model, toy_file, tmp_path):
     out = tmp_path / "m"
     out.mkdir()
     (out / "keep.txt").write_text("mine")
     config = TextTrainConfig(data=toy_file, out=out, base=str(tiny_model), max_steps=1, **FAST)
     with pytest.raises(OutputExistsError, match=f"{out} already exists; pass --overwrite"):
         train_text(config)
-    assert [p.name for p in out.iterdir()] == ["keep.txt"]
-    train_text(replace(config, overwrite=True))
-    assert (out / "model.safetensors").is_file() and not (out / "keep.txt").exists()
+    with pytest.raises(OutputExistsError, match=f"{out} holds files and is not a model embedsearch trained"):
+        train_text(replace(config, overwrite=True))
+    assert [p.name for p in out.iterdir()] == ["keep.txt"] and (out / "keep.txt").read_text() == "mine"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]  # refused before any work: no work folder
+    (out / "keep.txt").unlink()  # an empty folder may be replaced
+    first = train_text(replace(config, overwrite=True))
+    second = train_text(replace(config, overwrite=True, seed=7))  # and so may a model a trainer wrote
+    assert (out / "model.safetensors").is_file() and first.card["losses"] != second.card["losses"]
+    assert json.loads((out / "training_card.json").read_text())["settings"]["seed"] == 7
 
 
 def test_too_few_pairs_for_one_batch(tiny_model, tmp_path):
