@@ -173,12 +173,14 @@ def weights_fingerprint(path: Path) -> str:
 
 
 def eval_transform(model_cfg: dict, preprocess_cfg: dict) -> Any:
-    """open_clip's eval image transform for this config (``size`` defaults to the vision tower's image size)."""
-    from open_clip.transform import PreprocessCfg, image_transform
+    """open_clip's eval image transform for this config (``size`` defaults to the vision tower's image size),
+    less its conversion to RGB: every image reaches it through :func:`_decoded`, which made it RGB already (a
+    second ``convert("RGB")`` copied every query image for nothing)."""
+    from open_clip.transform import MaybeConvertMode, PreprocessCfg, image_transform
 
     defaults = PreprocessCfg(size=model_cfg.get("vision_cfg", {}).get("image_size", 224))
     cfg = {**defaults.__dict__, **preprocess_cfg}
-    return image_transform(
+    transform = image_transform(
         cfg["size"],
         is_train=False,
         mean=tuple(cfg["mean"]),
@@ -187,6 +189,8 @@ def eval_transform(model_cfg: dict, preprocess_cfg: dict) -> Any:
         interpolation=cfg["interpolation"],
         fill_color=cfg["fill_color"],
     )
+    transform.transforms = [t for t in transform.transforms if not isinstance(t, MaybeConvertMode)]
+    return transform
 
 
 def trim_padding(tokens: torch.Tensor, pad: int | None) -> torch.Tensor:

@@ -100,6 +100,23 @@ def test_the_output_is_an_encoder_with_its_card_and_curves(trained):
     assert np.allclose(np.linalg.norm(images, axis=1), 1, rtol=0, atol=NORM_ATOL)
 
 
+def test_an_image_query_is_made_rgb_once(trained, monkeypatch):
+    """Decoding flattens an image to RGB (transparency on white); the encoder's transform then converts nothing
+    again (a second ``convert("RGB")`` copied every query image)."""
+    from PIL import Image
+
+    config, _ = trained
+    encoder, folder = get_encoder(str(config.out)), config.pairs.parent / "images"
+    conversions, convert = [], Image.Image.convert
+    monkeypatch.setattr(
+        Image.Image, "convert", lambda self, *a, **k: conversions.append(a[:1]) or convert(self, *a, **k)
+    )
+    for name in ("red-green-a.png", "red-green-b.png"):  # RGB, and RGBA with a transparent margin
+        conversions.clear()
+        assert encoder.encode_image([folder / name]).shape == (1, 32)
+        assert conversions.count(("RGB",)) <= 1, (name, conversions)
+
+
 def test_seeded_runs_are_identical(colour_pairs, tiny_image_model, tmp_path):
     config = ClipTrainConfig(
         pairs=colour_pairs, out=tmp_path / "a", model=tiny_image_model, max_steps=3, loss="siglip", **FAST
