@@ -37,7 +37,8 @@ Derived pairs files go to a temporary folder, never into the repository.
 
 Prints one line per configuration (and per evaluated set), checks against the targets, and writes
 benchmarks/results/bench_train_clip.json, clip_heldout_examples.png (held-out images with their top-3
-captions) and clip_heldout_training_curves.png next to it.
+captions) and clip_heldout_training_curves.png next to it. The scoring and the figure are in
+``emoji_retrieval.py``, open_clip_train's side of the throughput comparison in ``open_clip_train_loop.py``.
 """
 
 from __future__ import annotations
@@ -51,11 +52,12 @@ import shutil
 import statistics
 import sys
 import tempfile
-import textwrap
 import time
 from pathlib import Path
 
 from child_process import run_child  # benchmarks/, first on sys.path when run as a script
+from emoji_retrieval import KS, plot_examples, retrieval
+from open_clip_train_loop import throughput_open_clip
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = Path(os.environ.get("EMBEDSEARCH_DATA", REPO.parent / "shared" / "data")) / "emoji"
@@ -63,8 +65,6 @@ DEFAULT_OUT = REPO / "benchmarks" / "results" / "bench_train_clip.json"
 VENDORS = ("apple", "google", "facebook")
 TARGETS = {"train ids": 0.55, "test ids": 0.06}  # held-out vendor, image->text R@1 over all 1,911 captions
 TARGET_TRAIN_S = 20 * 60
-KS = (1, 5, 10)
-EXAMPLES = 12
 SHOWN_SETTINGS = ("model", "batch_size", "epochs", "max_steps", "lr", "crop_scale", "jitter", "val_fraction", "limit")
 
 
@@ -183,7 +183,7 @@ def _run_child(config: str, spec: dict) -> dict:
     elif config.startswith("heldout-"):
         row = _heldout(spec)
     else:
-        row = {"throughput-embedsearch": _throughput_ours, "throughput-open_clip": _throughput_open_clip}[config](spec)
+        row = {"throughput-embedsearch": _throughput_ours, "throughput-open_clip": throughput_open_clip}[config](spec)
     return {"config": config, "wall_s": time.perf_counter() - start, **row}
 
 
@@ -203,7 +203,7 @@ def _heldout(spec: dict) -> dict:
     out = Path(spec["work"]) / f"heldout-{vendor}"
     Path(spec["curves_png"]).parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(out / "training_curves.png", spec["curves_png"])
-    _plot_examples(encoder, texts, sets, spec)
+    plot_examples(encoder, texts, sets, spec)
     return row
 
 
@@ -225,7 +225,7 @@ def _train_and_evaluate(name: str, pairs: str, sets: dict[str, list[dict]], spec
     for set_name, records in sets.items():
         records = records[: spec["limit"]] if spec["limit"] else records
         image_vectors = encoder.encode_image([r["image"] for r in records], progress=set_name)
-        evaluations[set_name] = _retrieval(image_vectors, text_vectors, [index[r["text"].strip()] for r in records])
+        evaluations[set_name] = retrieval(image_vectors, text_vectors, [index[r["text"].strip()] for r in records])
     data = result.card.get("data", {})
     settings = {k: v for k, v in config.settings().items() if k not in ("out", "pairs")}
     row = {
@@ -257,70 +257,6 @@ def _gallery(spec: dict) -> list[str]:
     return list(dict.fromkeys(r["text"].strip() for r in _records(spec["all"])))
 
 
-def _retrieval(image_vectors, text_vectors, caption_of_image: list[int]) -> dict:
-    """image->text R@k against all captions and against the set's own captions; text->image R@k for the set's
-    captions over the set's images. ``image_text_recall`` needs every caption to have an image, so the
-    all-caption image->text side uses ``recall_at_k`` (the same ranking, ties counted against)."""
-    from embedsearch.metrics import image_text_recall, recall_at_k
-
-    own = sorted(set(caption_of_image))
-    column = {caption: i for i, caption in enumerate(own)}
-    both = image_text_recall(image_vectors, text_vectors[own], [[column[c]] for c in caption_of_image], KS)
-    everything = recall_at_k(image_vectors, text_vectors, [[c] for c in caption_of_image], KS)
-    return {
-        "images": len(caption_of_image),
-        "gallery": len(text_vectors),
-        "own_captions": len(own),
-        **{f"image_to_text_R@{k}": value for k, value in zip(KS, everything, strict=True)},
-        **{f"text_to_image_R@{k}": both[f"text_to_image_R@{k}"] for k in KS},
-        **{f"image_to_text_R@{k}_own_captions": both[f"image_to_text_R@{k}"] for k in KS},
-    }
-
-
-def _plot_examples(encoder, texts: tuple, sets: dict[str, list[dict]], spec: dict) -> None:
-    """A grid of held-out images (half train ids, half test ids, seeded), each with its top-3 captions of all
-    1,911 (green: the right one), drawn with matplotlib's Agg canvas."""
-    import numpy as np
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    from embedsearch.data.images import load_image
-
-    captions, text_vectors = texts
-    rng = np.random.default_rng(spec["seed"])
-    picked = []
-    for set_name, records in sets.items():
-        records = records[: spec["limit"]] if spec["limit"] else records
-        count = min(EXAMPLES // len(sets), len(records))
-        picked += [(set_name, records[i]) for i in sorted(rng.choice(len(records), count, replace=False))]
-    vectors = encoder.encode_image([r["image"] for _, r in picked])
-    columns = 4
-    rows = -(-len(picked) // columns)
-    figure = Figure(figsize=(4 * columns, 3.6 * rows), dpi=100)
-    FigureCanvasAgg(figure)
-    figure.suptitle(f"held-out vendor {spec['heldout']}: top-3 of all {len(captions):,} captions (green: right)")
-    for place, ((set_name, record), vector) in enumerate(zip(picked, vectors, strict=True)):
-        axes = figure.add_subplot(rows, columns, place + 1)
-        axes.imshow(np.asarray(load_image(record["image"])))
-        axes.set_axis_off()
-        axes.set_title(f"{set_name}: {textwrap.shorten(record['text'], 36)}", fontsize=9)
-        for line, index in enumerate(np.argsort(-(text_vectors @ vector))[:3]):
-            right = captions[index] == record["text"].strip()
-            axes.text(
-                0.5,
-                -0.06 - 0.13 * line,
-                f"{line + 1}. {textwrap.shorten(captions[index], 38)}",
-                transform=axes.transAxes,
-                ha="center",
-                va="top",
-                fontsize=9,
-                color="green" if right else "black",
-                fontweight="bold" if right else "normal",
-            )
-    figure.subplots_adjust(left=0.02, right=0.98, top=0.92, bottom=0.1, hspace=0.75, wspace=0.3)
-    figure.savefig(spec["examples_png"])
-
-
 # --- throughput -------------------------------------------------------------------------------------------------
 def _throughput_ours(spec: dict) -> dict:
     from embedsearch.train import ClipTrainConfig, train_clip
@@ -347,130 +283,21 @@ def _throughput_ours(spec: dict) -> dict:
     }
 
 
-def _throughput_open_clip(spec: dict) -> dict:
-    """open_clip_train's ``train_one_epoch`` for ``throughput_steps`` batches, set up as its ``main.py`` does
-    for this model (fp32, one process, no gradient accumulation)."""
-    import math
-    from types import SimpleNamespace
-
-    import open_clip
-    import torch
-
-    if spec["open_clip_train_src"]:
-        sys.path.insert(0, spec["open_clip_train_src"])
-    import open_clip_train
-    from open_clip_train.scheduler import cosine_lr
-    from open_clip_train.train import train_one_epoch
-
-    from embedsearch.data.image_pairs import read_image_pairs
-    from embedsearch.runtime import use_batch_threads
-    from embedsearch.train import ClipTrainConfig
-    from embedsearch.train.image.augment import TrainAugment
-    from embedsearch.train.image.cache import decode_images
-    from embedsearch.train.image.clip.model import lock_text_tower, model_of, tokenizer_of
-
-    use_batch_threads()
-    config = ClipTrainConfig(pairs=spec["train_3vendors"], out=Path(spec["work"]) / "unused", seed=spec["seed"])
-    steps, batch = spec["throughput_steps"], config.batch_size
-    torch.manual_seed(config.seed)
-    built = model_of(config)
-    model = built.model
-    model.output_dict = True  # as main.py creates it
-    lock_text_tower(model, config.unlocked_layers)  # model.lock_text_tower(unlocked_layers=0, ...)
-    pairs = read_image_pairs(config.pairs)
-    count = batch * steps
-    pixels = decode_images(pairs.images[:count], built.image_size).pixels
-    tokens = tokenizer_of(built.model_cfg)([pairs.captions[t[0]] for t in pairs.image_to_texts[:count]])
-    augment = TrainAugment(
-        built.image_size,
-        built.preprocess_cfg["mean"],
-        built.preprocess_cfg["std"],
-        crop_scale=config.crop_scale,
-        hflip=config.hflip,
-        jitter=config.jitter,
-        hue=config.hue,
-        grayscale=config.grayscale,
-    )
-    loader = _InMemoryLoader(pixels, tokens, augment, batch, steps, config.seed)
-    args = SimpleNamespace(
-        device="cpu",
-        precision="fp32",
-        distill=False,
-        accum_freq=1,
-        skip_scheduler=False,
-        grad_clip_norm=config.max_grad_norm,
-        horovod=False,
-        log_every_n_steps=100,
-        batch_size=batch,
-        world_size=1,
-        rank=0,
-        local_rank=0,
-        distributed=False,
-        wandb=False,
-        model=config.model,
-        local_loss=False,
-        gather_with_grad=False,
-        siglip=config.loss == "siglip",
-        loss_dist_impl=None,
-    )
-
-    def exclude(name: str, param: torch.Tensor) -> bool:  # main.py's AdamW groups
-        return param.ndim < 2 or "bn" in name or "ln" in name or "bias" in name or "logit_scale" in name
-
-    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(
-        [
-            {"params": [p for n, p in named if exclude(n, p)], "weight_decay": 0.0},
-            {"params": [p for n, p in named if not exclude(n, p)], "weight_decay": config.weight_decay},
-        ],
-        lr=config.lr,
-        betas=(0.9, 0.999),  # open_clip_train's defaults for a non-ViT model (params.get_default_params)
-        eps=1e-8,
-    )
-    scheduler = cosine_lr(optimizer, config.lr, math.floor(config.warmup * steps), steps)
-    loss = open_clip.create_loss(args)
-    data = {"train": SimpleNamespace(dataloader=loader, set_epoch=lambda epoch: None)}
-    start = time.perf_counter()
-    train_one_epoch(model, data, loss, 0, optimizer, None, scheduler, None, args)
-    seconds = time.perf_counter() - start
-    return {
-        "steps": loader.served,
-        "batch_size": batch,
-        "samples_per_s": loader.served * batch / seconds,
-        "loop_s": seconds,
-        "open_clip_train": str(Path(open_clip_train.__file__).parent),
-    }
-
-
-class _InMemoryLoader:
-    """What ``train_one_epoch`` reads from ``data["train"].dataloader``: ``num_batches``, ``num_samples`` and
-    batches of (augmented normalised images, tokenized captions), seeded shuffles of the decoded images, with the
-    same per-sample augmentation as ``train_clip``."""
-
-    def __init__(self, pixels, tokens, augment, batch: int, steps: int, seed: int) -> None:
-        self.pixels, self.tokens, self.augment = pixels, tokens, augment
-        self.batch, self.num_batches, self.seed = batch, steps, seed
-        self.num_samples = batch * steps
-        self.served = 0
-
-    def __iter__(self):
-        import numpy as np
-
-        from embedsearch.train.image.augment import sample_seeds
-
-        per_epoch = max(1, len(self.pixels) // self.batch)
-        for step in range(self.num_batches):
-            epoch, place = divmod(step, per_epoch)
-            order = np.random.default_rng([self.seed, epoch]).permutation(len(self.pixels))
-            rows = order[place * self.batch : (place + 1) * self.batch].tolist()
-            images = self.augment(self.pixels[rows], sample_seeds(self.seed, step, len(rows)))
-            self.served += 1
-            yield images, self.tokens[rows]
-
-
 # --- report -----------------------------------------------------------------------------------------------------
 def _report(rows: list[dict], throughput: list[dict], spec: dict, out: Path) -> None:
+    _print_training(rows, spec["overrides"])
+    _print_recalls(rows, spec["heldout"])
+    _print_checks(rows, spec["overrides"])
+    medians = _print_throughput(throughput)
+    out.parent.mkdir(parents=True, exist_ok=True)
     overrides = spec["overrides"]
+    settings = {"heldout": spec["heldout"], "seed": spec["seed"], "defaults": not overrides, "overrides": overrides}
+    result = {"settings": settings, "rows": rows, "throughput": throughput, "medians": medians, "machine": _machine()}
+    out.write_text(json.dumps(result, indent=2))
+    print(f"wrote {out}, {Path(spec['examples_png']).name} and {Path(spec['curves_png']).name}")
+
+
+def _print_training(rows: list[dict], overrides: dict) -> None:
     print(f"{'config':<22}{'images':>7}{'steps':>7}{'best':>6}{'train_s':>9}{'loop_s':>9}{'samples/s':>11}")
     for row in rows:
         images = (row.get("train") or {}).get("images", "")
@@ -482,11 +309,14 @@ def _report(rows: list[dict], throughput: list[dict], spec: dict, out: Path) -> 
     shown = ", ".join(f"{k} {used[k]}" for k in SHOWN_SETTINGS if k in used)
     print(f"settings ({'the defaults' if not overrides else 'SMOKE, not the defaults'}): {shown}")
     print()
+
+
+def _print_recalls(rows: list[dict], heldout: str) -> None:
     head = "".join(f"{f'{way} R@{k}':>10}" for way in ("i2t", "t2i") for k in KS)
     print(f"{'config':<22}{'evaluated on':<22}{'images':>7}{'gallery':>8}{head}")
     for row in rows:
         for set_name, m in row["eval"].items():
-            what = f"{set_name}, " + ("3 vendors" if row["config"] == "unseen-concepts" else spec["heldout"])
+            what = f"{set_name}, " + ("3 vendors" if row["config"] == "unseen-concepts" else heldout)
             i2t = "".join(f"{m[f'image_to_text_R@{k}']:>10.3f}" for k in KS)
             t2i = "".join(f"{m[f'text_to_image_R@{k}']:>10.3f}" for k in KS)
             print(f"{row['config']:<22}{what:<22}{m['images']:>7}{m['gallery']:>8}{i2t}{t2i}")
@@ -494,6 +324,9 @@ def _report(rows: list[dict], throughput: list[dict], spec: dict, out: Path) -> 
                 own = "".join(f"{m[f'image_to_text_R@{k}_own_captions']:>10.3f}" for k in KS)
                 print(f"{'':<22}{what:<22}{m['images']:>7}{m['own_captions']:>8}{own}  (the set's own captions)")
     print()
+
+
+def _print_checks(rows: list[dict], overrides: dict) -> None:
     heldout = rows[1]
     for set_name, target in TARGETS.items():
         value = heldout["eval"][set_name]["image_to_text_R@1"]
@@ -505,6 +338,10 @@ def _report(rows: list[dict], throughput: list[dict], spec: dict, out: Path) -> 
         print(f"training wall {row['config']} {wall:.1f} s (target < {TARGET_TRAIN_S // 60} min: {verdict})")
     if overrides:
         print(f"!!! smoke settings {_shown(overrides)}: NOT the command's defaults; the checks above measure nothing")
+
+
+def _print_throughput(throughput: list[dict]) -> dict[str, float]:
+    """One line per trainer (the median of its alternating runs) and their ratio; returns the medians."""
     medians = {}
     for config in dict.fromkeys(r["config"] for r in throughput):
         speeds = [r["samples_per_s"] for r in throughput if r["config"] == config]
@@ -522,12 +359,7 @@ def _report(rows: list[dict], throughput: list[dict], spec: dict, out: Path) -> 
             "  note: embedsearch embeds each caption once with the locked text tower before step 1 (not in its "
             "samples/s); open_clip_train runs the text tower on every batch"
         )
-    machine = _machine()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    settings = {"heldout": spec["heldout"], "seed": spec["seed"], "defaults": not overrides, "overrides": overrides}
-    result = {"settings": settings, "rows": rows, "throughput": throughput, "medians": medians, "machine": machine}
-    out.write_text(json.dumps(result, indent=2))
-    print(f"wrote {out}, {Path(spec['examples_png']).name} and {Path(spec['curves_png']).name}")
+    return medians
 
 
 def _shown(overrides: dict) -> str:
