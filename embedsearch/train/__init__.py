@@ -1,4 +1,4 @@
-"""Contrastive training of encoders. Imports only ``data``, ``encoders``, ``metrics``, ``errors`` and
+"""Contrastive training of encoders. Imports only ``data``, ``encoders``, ``metrics``, ``errors``, ``files`` and
 ``runtime``; hands its result over as a model directory that the encoder registry loads by path.
 
 ``train_text(TextTrainConfig(data=..., out=...))`` trains a text encoder on pairs (a pairs JSONL file or the

@@ -119,6 +119,7 @@ class TrainingLoop:
         return [{"params": self.params, "weight_decay": self.config.weight_decay}]
 
     def _schedule(self, total_steps: int, warmup: float) -> Callable[[int], float]:
+        """The learning-rate factor per step (see :mod:`embedsearch.train.schedules`)."""
         raise NotImplementedError
 
     def _backward(self, step: int) -> tuple[float, int]:

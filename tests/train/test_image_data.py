@@ -1,5 +1,5 @@
 """The pieces of image training that need no model: decoding every format once (alpha on white, corrupt files
-skipped), the validation hold-out, batches without a caption twice, augmentation, the schedule and NT-Xent."""
+skipped), the validation hold-out, batches without a caption twice, augmentation and NT-Xent."""
 
 from __future__ import annotations
 
@@ -18,7 +18,6 @@ from embedsearch.train.image.cache import decode_images, list_image_files
 from embedsearch.train.image.clip.batches import caption_batches
 from embedsearch.train.image.clip.data import load_clip_data
 from embedsearch.train.image.simclr.trainer import image_batches
-from embedsearch.train.schedules import cosine_schedule
 from tests.train.image_toys import COLOURS, FLAGS, write_colour_images, write_pairs
 
 
@@ -102,14 +101,6 @@ def test_augmentation_is_a_function_of_the_seed_alone():
     # no crop, no flip, no jitter: only normalised, by the same elementwise float32 operations as ``expected``
     # (each correctly rounded by IEEE 754 on any CPU), so bit for bit
     assert torch.equal(plain(pixels, seeds), expected)
-
-
-def test_cosine_schedule_warms_up_then_decays_to_zero():
-    factor = cosine_schedule(100, 0.1)
-    # exact in binary floating point: 1 / 10 rounds as the literal 0.1 does, cos(0) = 1, and 1 + cos(pi / 2)
-    # (6e-17 off 1) rounds to 1
-    assert factor(0) == 0.1 and factor(9) == 1.0
-    assert factor(10) == 1.0 and factor(55) == 0.5 and factor(100) == 0
 
 
 def test_nt_xent_matches_its_definition():

@@ -1,12 +1,12 @@
 """Batches keep anchors and positives unique, are a pure function of (seed, epoch), and split over processes
-into the single-process layout."""
+into the single-process layout; the greedy packing both the text and the image-caption batches use."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from embedsearch.train.batching import EpochPlan
+from embedsearch.train.batching import EpochPlan, pack_batches
 from embedsearch.train.distributed import Cluster
 from embedsearch.train.text.batches import build_step_batch, epoch_batches
 from embedsearch.train.text.pairs import Pair, positives_by_anchor
@@ -15,6 +15,15 @@ from embedsearch.train.text.pairs import Pair, positives_by_anchor
 def clashing_pairs() -> list[Pair]:
     """60 pairs: every query has three positives, and every document is the positive of two queries."""
     return [Pair(f"q{q}", f"d{(q + k) % 30}", (f"n{q}",)) for q in range(20) for k in range(3)]
+
+
+def test_packing_defers_a_clashing_item_to_the_next_batch_and_drops_the_rest():
+    def by_letter(word: str, used: set):  # key: the first letter; a word whose letter is taken waits
+        return None if word[0] in used else (word.upper(), {word[0]})
+
+    order = ["apple", "avocado", "banana", "blueberry", "cherry", "apricot", "date"]
+    assert pack_batches(order, 2, by_letter) == [["APPLE", "BANANA"], ["AVOCADO", "BLUEBERRY"], ["CHERRY", "APRICOT"]]
+    assert pack_batches(["a1", "a2", "a3"], 2, by_letter) == []  # no full batch: nothing
 
 
 def test_no_batch_repeats_an_anchor_or_a_positive():
