@@ -10,6 +10,7 @@ the word-level mapping improves on the dev set, and a random model scores near c
 from __future__ import annotations
 
 import json
+import socket
 from itertools import combinations
 from pathlib import Path
 
@@ -31,6 +32,13 @@ def one_thread():
         torch.set_num_threads(1)
         yield
     torch.set_num_threads(threads)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago (for a process group's master)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def toy_pairs() -> list[dict]:
@@ -108,8 +116,8 @@ def beir_folder(tmp_path: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_image_model() -> str:
-    """The name of a one-layer ViT config at 32 px, registered for the session (see tests/train/image_toys.py)."""
-    from tests.train.image_toys import register_tiny_model
+    """The name of a one-layer ViT config at 32 px, registered for the session (see tests/train/image/toys.py)."""
+    from tests.train.image.toys import register_tiny_model
 
     return register_tiny_model()
 
@@ -117,7 +125,7 @@ def tiny_image_model() -> str:
 @pytest.fixture(scope="session")
 def colour_pairs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A pairs file of the flag toy (90 pictures in PNG, RGBA PNG, JPEG and GIF; 60 captions), written once."""
-    from tests.train.image_toys import write_colour_images, write_pairs
+    from tests.train.image.toys import write_colour_images, write_pairs
 
     folder = tmp_path_factory.mktemp("colours")
     return write_pairs(folder / "pairs.jsonl", write_colour_images(folder))

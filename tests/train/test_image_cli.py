@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.cli.golden_help import assert_help_matches
-from tests.train.image_toys import write_colour_images, write_pairs
+from tests.train.image.toys import write_colour_images, write_pairs
 from tests.train.test_cli_train import GOLDEN, one_line_error, run
 
 QUICK = ("--batch-size", "8", "--max-steps", "2", "--eval-every", "2", "--val-fraction", "0.25", "--quiet")

@@ -22,13 +22,12 @@ from safetensors.torch import load_file
 
 from embedsearch.train import ClipTrainConfig, train_clip
 from embedsearch.train.distributed import Cluster
-from tests.train.conftest import write_tiny_model
+from tests.train.conftest import free_port, write_tiny_model
 from tests.train.float64 import ADAM_ATOL, ADAM_RTOL, ATOL, RTOL, float64_training
-from tests.train.image_ddp_worker import RUNS, first_step, worker
-from tests.train.image_toys import register_tiny_model, write_colour_images, write_pairs
-from tests.train.test_distributed import free_port
+from tests.train.image.ddp_worker import RUNS, first_step, worker
+from tests.train.image.toys import register_tiny_model, write_colour_images, write_pairs
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +87,7 @@ def test_a_torchrun_of_two_processes_trains_the_weights_of_one(toy, tmp_path):
         str(free_port()),
     ]
     done = subprocess.run(
-        [*command, str(REPO / "tests/train/torchrun_train_image.py"), str(config)],
+        [*command, str(REPO / "tests/train/image/torchrun_train.py"), str(config)],
         cwd=REPO,
         env={**os.environ, "OMP_NUM_THREADS": "1", "EMBEDSEARCH_THREADS": "1", "PYTHONPATH": str(REPO)},
         capture_output=True,

@@ -15,10 +15,10 @@ from safetensors.torch import load_file
 
 from embedsearch.encoders import get_encoder
 from embedsearch.train import TextTrainConfig, train_text
+from tests.train.conftest import free_port
 from tests.train.float64 import ADAM_ATOL, ADAM_RTOL, RTOL, float64_training
-from tests.train.test_distributed import free_port
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 @pytest.mark.slow
@@ -49,7 +49,7 @@ def test_a_torchrun_of_two_processes_trains_the_weights_of_one(tiny_model_withou
     ]
     environment = {**os.environ, "OMP_NUM_THREADS": "1", "EMBEDSEARCH_THREADS": "1", "PYTHONPATH": str(REPO)}
     done = subprocess.run(
-        [*command, str(REPO / "tests/train/torchrun_train.py"), str(config)],
+        [*command, str(REPO / "tests/train/text/torchrun_train.py"), str(config)],
         cwd=REPO,
         env=environment,
         capture_output=True,

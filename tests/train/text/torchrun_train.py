@@ -1,5 +1,5 @@
 """Run ``train_text`` with the settings of a JSON file ``{"float64": bool, "settings": {...}}``;
-tests/train/test_slow.py starts it under torchrun."""
+tests/train/text/test_slow.py starts it under torchrun."""
 
 from __future__ import annotations
 

@@ -18,7 +18,7 @@ from embedsearch.train.image.cache import decode_images, list_image_files
 from embedsearch.train.image.clip.batches import caption_batches
 from embedsearch.train.image.clip.data import load_clip_data
 from embedsearch.train.image.simclr.trainer import image_batches
-from tests.train.image_toys import COLOURS, FLAGS, write_colour_images, write_pairs
+from tests.train.image.toys import COLOURS, FLAGS, write_colour_images, write_pairs
 
 
 def config(pairs: Path, **settings) -> ClipTrainConfig:

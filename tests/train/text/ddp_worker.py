@@ -1,4 +1,4 @@
-"""The process side of tests/train/test_distributed.py: one rank of a 2-process gloo group takes a training
+"""The process side of tests/train/text/test_distributed.py: one rank of a 2-process gloo group takes a training
 step on its half of the global batch with a tiny bag-of-words model in float64 (see tests/train/float64.py),
 and saves its loss and gradients.
 

@@ -1,4 +1,4 @@
-"""The process side of tests/train/test_image_distributed.py: one rank of a 2-process gloo group builds CLIP
+"""The process side of tests/train/image/test_distributed.py: one rank of a 2-process gloo group builds CLIP
 (with and without mixup and all captions as negatives), SigLIP and SimCLR runs on the flag toy (a one-layer ViT: no
 BatchNorm, no dropout) and saves the loss and gradients of the first step, computed on its half of the global batch,
 in float64 (see tests/train/float64.py)."""
@@ -16,7 +16,7 @@ from embedsearch.train.image.clip.trainer import ClipRun
 from embedsearch.train.image.simclr.config import SimclrTrainConfig
 from embedsearch.train.image.simclr.trainer import SimclrRun
 from tests.train.float64 import image_run_in_float64
-from tests.train.image_toys import register_tiny_model
+from tests.train.image.toys import register_tiny_model
 
 RUNS = ("clip", "siglip", "simclr", "clip-mixup", "clip-all-captions")
 # the CLIP runs: open_clip's ClipLoss (no mixup), SoftClipLoss with mixup over the batch's captions (a text

@@ -5,21 +5,14 @@ below the tolerance on any CPU (see tests/train/float64.py)."""
 
 from __future__ import annotations
 
-import socket
-
 import pytest
 import torch
 import torch.multiprocessing as mp
 
 from embedsearch.train.distributed import Cluster
-from tests.train.ddp_worker import step, worker
+from tests.train.conftest import free_port
 from tests.train.float64 import ATOL, RTOL
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from tests.train.text.ddp_worker import step, worker
 
 
 @pytest.fixture(scope="module")

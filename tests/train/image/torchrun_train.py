@@ -1,5 +1,5 @@
 """Run ``train_clip`` with the settings of a JSON file ``{"float64": bool, "settings": {...}}`` (the tiny test
-model registered first); tests/train/test_image_distributed.py starts it under torchrun."""
+model registered first); tests/train/image/test_distributed.py starts it under torchrun."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import sys
 
 from embedsearch.train import ClipTrainConfig, train_clip
 from tests.train.float64 import float64_training
-from tests.train.image_toys import register_tiny_model
+from tests.train.image.toys import register_tiny_model
 
 if __name__ == "__main__":
     spec = json.loads(open(sys.argv[1], encoding="utf-8").read())
