@@ -11,8 +11,10 @@ from typing import Any
 
 from embedsearch.errors import InvalidInputError
 
-# settings that change neither the weights nor the model chosen: a resumed run may differ in these
-RUN_ONLY_SETTINGS = ("out", "overwrite", "resume", "quiet", "save_every")
+# settings that change neither the weights nor the model chosen: a resumed run may differ in these. (With the
+# same input files, which a resume checks, ``skip_invalid`` cannot change what is read: without it a file with
+# bad records fails to read at all.)
+RUN_ONLY_SETTINGS = ("out", "overwrite", "resume", "quiet", "save_every", "skip_invalid")
 
 
 @dataclass(frozen=True, kw_only=True)
