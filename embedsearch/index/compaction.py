@@ -48,7 +48,7 @@ from embedsearch.index.storage import (
 )
 from embedsearch.index.store import SegmentInfo, Store
 from embedsearch.index.tidy import COMPACT_LOCK, remove_unfinished, remove_unreferenced
-from embedsearch.runtime import use_batch_threads
+from embedsearch.runtime import batch_threads_while
 
 RETRAIN_SAMPLE = 262_144  # vectors a retrained quantizer learns from (faiss samples 256 per list anyway)
 ADD_BATCH = 65_536
@@ -135,8 +135,10 @@ def compact_if_needed(
         manifest = read_manifest(directory)
         policy = policy or CompactionPolicy.of(manifest)
         report = CompactionReport()
-        for group in plan_merges(_segment_sizes(directory, manifest), policy):
-            _run_merge(directory, manifest, group, policy, report, retrain=False, lock_timeout=lock_timeout)
+        groups = plan_merges(_segment_sizes(directory, manifest), policy)
+        with batch_threads_while():
+            for group in groups:
+                _run_merge(directory, manifest, group, policy, report, retrain=False, lock_timeout=lock_timeout)
         return report
     finally:
         lock.release()
@@ -156,8 +158,13 @@ def compact_index(
     from embedsearch.index.upgrade import upgrade_if_needed
 
     directory = index_directory(name, home)
-    use_batch_threads()
-    report = CompactionReport(upgraded=upgrade_if_needed(directory, lock_timeout))
+    with batch_threads_while():
+        report = CompactionReport(upgraded=upgrade_if_needed(directory, lock_timeout))
+        _compact_all(directory, policy, report, progress, lock_timeout)
+    return report
+
+
+def _compact_all(directory: Path, policy, report: CompactionReport, progress: bool, lock_timeout: float) -> None:
     with _compaction_lock(directory, lock_timeout):
         manifest = read_manifest(directory)
         policy = policy or CompactionPolicy.of(manifest)
@@ -177,7 +184,6 @@ def compact_index(
             )
         else:
             _tidy(directory, manifest, lock_timeout)  # what a compaction killed after its commit left behind
-    return report
 
 
 def _tidy(directory: Path, manifest: dict[str, Any], lock_timeout: float) -> None:

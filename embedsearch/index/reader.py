@@ -23,7 +23,7 @@ import numpy as np
 from embedsearch.errors import CorruptIndexError
 from embedsearch.index.factory import SearchKnobs
 from embedsearch.index.filters import FilterCache
-from embedsearch.index.search_segments import search_segments
+from embedsearch.index.search_segments import Tombstones, search_segments
 from embedsearch.index.segments import Segment, read_segment
 from embedsearch.index.storage import MANIFEST, index_directory, read_manifest, store_name
 from embedsearch.index.store import SegmentInfo, Store, StoreReaders
@@ -42,7 +42,7 @@ class SegmentSet:
     generation: int
     state: dict[str, Any]
     segments: list[Segment]
-    dead: dict[int, np.ndarray]  # per answering segment: the tombstones (sorted chunk ids) inside it
+    dead: dict[int, Tombstones]  # per answering segment: the tombstones inside it
     complete: bool  # False while some segment is answered by its sources
 
 
@@ -168,14 +168,14 @@ class StoredIndex:
     def _resolve(self, store: Store, generation: int, *, evict: bool) -> SegmentSet:
         tombstones = store.tombstones()
         answering: list[Segment] = []
-        dead: dict[int, np.ndarray] = {}
+        dead: dict[int, Tombstones] = {}
         complete = True
         for info in store.segments():
             parts = self._answer(info)
             complete &= [p.number for p in parts] == [info.segment]
             for part in parts:
                 answering.append(part)
-                dead[part.number] = tombstones.get(info.segment, np.zeros(0, dtype=np.int64))
+                dead[part.number] = Tombstones(tombstones.get(info.segment, np.zeros(0, dtype=np.int64)))
         if evict:
             keep = {s.number for s in answering} | (self._loader.pending() if self._loader else set())
             self._cache = {n: s for n, s in self._cache.items() if n in keep}

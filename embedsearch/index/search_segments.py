@@ -9,6 +9,8 @@ where they are few (or the segment is exact anyway), else lets faiss search with
 
 from __future__ import annotations
 
+import threading
+
 import faiss
 import numpy as np
 
@@ -21,8 +23,9 @@ from embedsearch.index.segments import Segment
 # allowed chunks visits about (efSearch x links / selectivity) nodes. See benchmarks/bench_writes.py.
 EXACT_FILTER_LIMIT = 20_000
 # Tombstones in a segment up to which a search over-fetches by their number and drops them afterwards (exact);
-# past it, faiss skips them with a selector (one hash lookup per candidate).
-OVERFETCH_LIMIT = 256
+# past it, faiss skips them with a selector (a bit test per candidate). A flat scan's cost hardly grows with k,
+# an HNSW search's grows with efSearch = max(ef, k), so the limits differ (benchmarks/bench_writes.py).
+OVERFETCH_LIMIT = {"flat": 4096, "other": 64}
 # query x chunk scores computed at once by exact scoring (bounds its memory to 16 MB of labels and scores)
 EXACT_BLOCK = 1 << 20
 EMPTY = np.zeros(0, dtype=np.int64)
@@ -30,9 +33,35 @@ EMPTY = np.zeros(0, dtype=np.int64)
 Result = tuple[np.ndarray, np.ndarray]
 
 
+class Tombstones:
+    """The tombstones (sorted chunk ids) inside one segment, with a faiss selector that excludes them, built once
+    per committed state and shared by every search of it."""
+
+    def __init__(self, ids: np.ndarray) -> None:
+        self.ids = ids
+        self._lock = threading.Lock()
+        self._selector: faiss.IDSelector | None = None
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def excluding(self) -> faiss.IDSelector:
+        with self._lock:
+            if self._selector is None:
+                bits = np.zeros(int(self.ids.max()) + 1, dtype=bool)
+                bits[self.ids] = True
+                self._bitmap = np.packbits(bits, bitorder="little")  # kept: faiss reads it without a copy
+                self._member = faiss.IDSelectorBitmap(len(self._bitmap), faiss.swig_ptr(self._bitmap))
+                self._selector = faiss.IDSelectorNot(self._member)
+            return self._selector
+
+
+NO_TOMBSTONES = Tombstones(np.zeros(0, dtype=np.int64))
+
+
 def search_segments(
     segments: list[Segment],
-    dead: dict[int, np.ndarray],
+    dead: dict[int, Tombstones],
     queries: np.ndarray,
     k: int,
     knobs: SearchKnobs,
@@ -40,32 +69,31 @@ def search_segments(
 ) -> Result:
     """Top ``k`` live chunks over ``segments``: ``(D, I)`` of shape ``(len(queries), k)``, padded with -inf / -1.
 
-    ``dead[segment number]`` are the tombstones (sorted chunk ids) inside each segment; ``allowed`` (sorted,
-    unique chunk ids), if given, restricts the candidates.
+    ``dead[segment number]`` are the tombstones inside each segment; ``allowed`` (sorted, unique chunk ids), if
+    given, restricts the candidates.
     """
     queries = np.ascontiguousarray(queries, dtype=np.float32)
     routed = route(segments, allowed) if allowed is not None else None
     parts = []
     for position, segment in enumerate(segments):
-        tombstones = dead.get(segment.number, EMPTY)
+        tombstones = dead.get(segment.number, NO_TOMBSTONES)
         if routed is None:
             parts.append(_unfiltered(segment, tombstones, queries, k, knobs))
         elif len(routed[position]):
-            parts.append(_filtered(segment, _without(routed[position], tombstones), queries, k, knobs))
+            parts.append(_filtered(segment, _without(routed[position], tombstones.ids), queries, k, knobs))
     return merge_top_k(parts, len(queries), k)
 
 
-def _unfiltered(segment: Segment, tombstones: np.ndarray, queries: np.ndarray, k: int, knobs: SearchKnobs) -> Result:
+def _unfiltered(segment: Segment, tombstones: Tombstones, queries: np.ndarray, k: int, knobs: SearchKnobs) -> Result:
     if not len(segment):
         return _empty(len(queries), k)
     if not len(tombstones):
         return segment.search(queries, k, knobs)
-    if len(tombstones) <= OVERFETCH_LIMIT:
+    if len(tombstones) <= OVERFETCH_LIMIT["flat" if factory.is_flat(segment.index) else "other"]:
         D, I = segment.search(queries, k + len(tombstones), knobs)
-        gone = np.isin(I, tombstones)
+        gone = np.isin(I, tombstones.ids)
         return np.where(gone, -np.inf, D).astype(np.float32), np.where(gone, -1, I)
-    selector = faiss.IDSelectorNot(faiss.IDSelectorBatch(tombstones))
-    return segment.search(queries, k, knobs, selector)
+    return segment.search(queries, k, knobs, tombstones.excluding())
 
 
 def _filtered(segment: Segment, allowed: np.ndarray, queries: np.ndarray, k: int, knobs: SearchKnobs) -> Result:

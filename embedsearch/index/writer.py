@@ -54,7 +54,7 @@ from embedsearch.index.storage import (
 )
 from embedsearch.index.store import SegmentInfo, Store
 from embedsearch.index.tidy import remove_unreferenced
-from embedsearch.runtime import use_batch_threads
+from embedsearch.runtime import batch_threads_while
 
 DEFAULT_LOCK_TIMEOUT = 300.0
 DEFAULT_CHUNKING = ChunkingPolicy()
@@ -106,8 +106,7 @@ def build_index(
     directory = index_directory(name, home)
     if not overwrite and name in list_index_names(home):
         raise IndexExistsError(f"index {name!r} already exists in {directory.parent}; pass --overwrite to replace it")
-    use_batch_threads()
-    with write_lock(directory, lock_timeout):
+    with batch_threads_while(), write_lock(directory, lock_timeout):
         previous = _previous_manifest(directory, name, home)
         if previous and not overwrite:
             raise IndexExistsError(f"index {name!r} was created meanwhile; pass --overwrite to replace it")
@@ -244,8 +243,7 @@ def add_documents(
     directory = index_directory(name, home)
     check_unique(documents)
     encoder = encoder_of(read_manifest(directory), encoder)  # fail before waiting for the lock or encoding
-    use_batch_threads()
-    with write_lock(directory, lock_timeout):
+    with batch_threads_while(), write_lock(directory, lock_timeout):
         manifest = read_manifest(directory)
         encoder = encoder_of(manifest, encoder)
         check_content(manifest, documents, encoder)

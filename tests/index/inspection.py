@@ -39,7 +39,7 @@ def _check(view, searcher, check_vectors: bool) -> dict[str, str]:
     assert (state["documents"], state["chunks"]) == (len(ids), len(live)) == (counts["documents"], counts["chunks"])
     held = np.concatenate([s.ids for s in segment_set.segments]) if segment_set.segments else np.zeros(0, np.int64)
     assert len(held) == len(np.unique(held)), "a chunk id is in two segments"
-    dead = np.concatenate([segment_set.dead[s.number] for s in segment_set.segments] or [np.zeros(0, np.int64)])
+    dead = np.concatenate([segment_set.dead[s.number].ids for s in segment_set.segments] or [np.zeros(0, np.int64)])
     assert not np.isin(live, dead).any(), "a stored chunk is a tombstone"
     assert np.isin(live, held).all(), "a stored chunk is in no segment"
     assert np.isin(held, np.concatenate([live, dead])).all(), "a segment holds a chunk that is neither stored nor dead"

@@ -8,7 +8,7 @@ import pytest
 from embedsearch.index import factory
 from embedsearch.index.compaction import CompactionPolicy, plan_merges
 from embedsearch.index.factory import SearchKnobs
-from embedsearch.index.search_segments import merge_top_k, route, search_segments
+from embedsearch.index.search_segments import Tombstones, merge_top_k, route, search_segments
 from embedsearch.index.segments import merge_ranges, ranges_of, segment_from_index
 from embedsearch.index.store import SegmentInfo, chunk_ranges
 
@@ -55,13 +55,17 @@ def test_many_segments_answer_as_one(parts, spec):
     assert (np.diff(D, axis=1) <= 0).all()
 
 
-@pytest.mark.parametrize("dead_count", [5, 300])  # below and above OVERFETCH_LIMIT (256): overfetch, then selector
-def test_tombstones_never_come_back_and_are_replaced_by_the_next_best(dead_count):
+@pytest.mark.parametrize("spec", ["Flat", "HNSW16,Flat"])
+@pytest.mark.parametrize("dead_count", [5, 290])  # below and above OVERFETCH_LIMIT (set to 64): overfetch, selector
+def test_tombstones_never_come_back_and_are_replaced_by_the_next_best(dead_count, spec, monkeypatch):
+    from embedsearch.index import search_segments as module  # the module, for its thresholds
+
+    monkeypatch.setattr(module, "OVERFETCH_LIMIT", {"flat": 64, "other": 64})
     ids = np.arange(600, dtype=np.int64)
     vectors, queries = _unit(600, 2), _unit(8, 3)
-    segments = _split(ids, vectors, 2)
+    segments = _split(ids, vectors, 2, spec)
     dead = np.sort(np.random.default_rng(4).choice(ids[:300], dead_count, replace=False))
-    _, I = search_segments(segments, {1: dead}, queries, 10, EXHAUSTIVE)
+    _, I = search_segments(segments, {1: Tombstones(dead)}, queries, 10, EXHAUSTIVE)
     live = np.setdiff1d(ids, dead)
     assert np.array_equal(I, _reference(queries, ids, vectors, 10, allowed=live))
 
@@ -77,15 +81,15 @@ def test_filters_below_and_above_the_exact_limit(spec, allowed_count, monkeypatc
     vectors, queries = _unit(n, 5), _unit(6, 6)
     segments = _split(ids, vectors, 3, spec)
     allowed = np.sort(np.random.default_rng(7).choice(ids, allowed_count, replace=False))
-    dead = {2: segments[1].ids[:50]}
-    _, I = search_segments(segments, dead, queries, 10, EXHAUSTIVE, allowed)
-    want = _reference(queries, ids, vectors, 10, allowed=np.setdiff1d(allowed, dead[2]))
+    dead_ids = segments[1].ids[:50]
+    _, I = search_segments(segments, {2: Tombstones(dead_ids)}, queries, 10, EXHAUSTIVE, allowed)
+    want = _reference(queries, ids, vectors, 10, allowed=np.setdiff1d(allowed, dead_ids))
     if spec == "Flat" or allowed_count <= 500:
         assert np.array_equal(I, want)
     else:  # HNSW with a selector is approximate; exhaustive efSearch finds nearly all
         recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(I, want, strict=True)])
         assert recall >= 0.95
-    assert np.isin(I[I >= 0], allowed).all() and not np.isin(I, dead[2]).any()
+    assert np.isin(I[I >= 0], allowed).all() and not np.isin(I, dead_ids).any()
 
 
 def test_a_filter_matching_fewer_than_k_returns_them_all_padded():

@@ -8,7 +8,9 @@ import pytest
 from embedsearch import build_index, load_index
 from embedsearch.data import Document
 from embedsearch.errors import EncoderMismatchError, InvalidInputError
+from embedsearch.index import ChunkingPolicy
 from embedsearch.search.hits import best_chunk_per_document
+from tests.encoders.tolerances import HIT_ROUNDING, cosine_error
 
 WORDS = "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu xi omicron pi rho sigma".split()
 
@@ -51,12 +53,20 @@ def test_where_filter_still_returns_k_matching_documents(corpus_index):
 
 def test_filtered_results_equal_exact_ranking_of_the_matching_documents(corpus_index):
     docs = [d for d in _corpus() if d.metadata["group"] == "2"]
-    query = corpus_index.encoder.encode_text(["theta iota"])[0]
-    expected = sorted(
-        docs, key=lambda d: -max(corpus_index.encoder.encode_text(_chunk_texts(corpus_index, d)) @ query)
-    )[:10]
+    query = corpus_index.encoder.encode_text(["theta iota"])[0].astype(np.float64)
+    best = {
+        d.id: max(corpus_index.encoder.encode_text(_chunk_texts(corpus_index, d)).astype(np.float64) @ query)
+        for d in docs
+    }  # the reference in float64
+    expected = sorted(best, key=lambda i: -best[i])[:10]
     hits = corpus_index.search("theta iota", k=10, where={"group": "2"})
-    assert [h.id for h in hits] == [d.id for d in expected]
+    bound = cosine_error(32) + HIT_ROUNDING  # faiss's float32 cosine and the Hit's rounding, against float64
+    assert all(abs(h.score - best[h.id]) <= bound for h in hits)
+    ranked = [best[i] for i in sorted(best, key=lambda i: -best[i])[:11]]
+    if all(a - b > 2 * bound for a, b in zip(ranked, ranked[1:], strict=False)):  # no near ties to reorder
+        assert [h.id for h in hits] == expected
+    else:
+        assert {h.id for h in hits} <= set(sorted(best, key=lambda i: -best[i])[:11])
 
 
 def _chunk_texts(searcher, document):
@@ -69,7 +79,20 @@ def _chunk_texts(searcher, document):
 def test_batch_search_equals_single_searches(corpus_index):
     queries = ["alpha beta", "omicron pi rho", "sigma"]
     batch = corpus_index.search_many(queries, k=7)
-    assert batch == [corpus_index.search(q, k=7) for q in queries]
+    # A batch may sum the same dot products in another order (BLAS): two float32 cosines of unit vectors of
+    # d = 32 each within cosine_error(32) of the exact one, and both rounded to 6 decimals in a Hit.
+    bound = 2 * cosine_error(32) + 2 * HIT_ROUNDING
+    for got, want in zip(batch, [corpus_index.search(q, k=7) for q in queries], strict=True):
+        assert [h.id for h in got] == [h.id for h in want] or _near_tie(want, bound)
+        assert all(abs(g.score - w.score) <= bound for g, w in zip(got, want, strict=True))
+        assert [(h.snippet, h.metadata) for h in got if h.id in {w.id for w in want}] == [
+            (w.snippet, w.metadata) for w in want if w.id in {h.id for h in got}
+        ]
+
+
+def _near_tie(hits, bound: float) -> bool:
+    scores = [h.score for h in hits]
+    return any(abs(a - b) <= bound for a, b in zip(scores, scores[1:], strict=False))
 
 
 def test_vector_search_equals_text_search(corpus_index):
@@ -82,16 +105,24 @@ def test_k_larger_than_the_collection_returns_everything(home):
     assert len(load_index("small", home).search("alpha", k=50)) == 4
 
 
-def test_hnsw_index_finds_what_exact_search_finds(home):
-    build_index("flat", _corpus(), "fake", home=home, spec="Flat")
-    build_index("hnsw", _corpus(), "fake", home=home, spec="HNSW32,Flat")
+def test_hnsw_index_finds_what_exact_search_finds_where_it_is_not_exhaustive(home):
+    """At 6,000 documents in an HNSW8 graph, a search as narrow as the chunks it fetches (efSearch 2 counts as
+    the 25 it asks for) misses some of exact search's hits, so this is not an exhaustive search; at the default
+    efSearch 64 it finds nearly all of them."""
+    corpus = _corpus(6000)
+    build_index("flat", corpus, "fake", home=home, spec="Flat", chunking=ChunkingPolicy(enabled=False))
+    build_index("hnsw", corpus, "fake", home=home, spec="HNSW8,Flat", chunking=ChunkingPolicy(enabled=False))
     flat, hnsw = load_index("flat", home), load_index("hnsw", home)
-    queries = [" ".join(WORDS[i : i + 3]) for i in range(0, 15)]
-    overlap = [
-        len({h.id for h in a} & {h.id for h in b}) / 10
-        for a, b in zip(flat.search_many(queries, k=10), hnsw.search_many(queries, k=10), strict=True)
-    ]
-    assert np.mean(overlap) >= 0.9
+    queries = [" ".join(WORDS[i : i + 3]) + f" {WORDS[(7 * i) % len(WORDS)]}" for i in range(0, 16)]
+    exact = flat.search_many(queries, k=10)
+
+    def recall(ef: int) -> float:
+        found = hnsw.search_many(queries, k=10, ef_search=ef)
+        return float(
+            np.mean([len({h.id for h in a} & {h.id for h in b}) / 10 for a, b in zip(exact, found, strict=True)])
+        )
+
+    assert recall(2) < 0.95 <= recall(64)
 
 
 @pytest.mark.parametrize(
