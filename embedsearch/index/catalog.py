@@ -56,3 +56,13 @@ def list_indexes(home: str | Path | None = None, *, broken: bool = False) -> lis
 def disk_bytes(directory: Path) -> int:
     """Bytes the index's files take (the lock files aside)."""
     return sum(p.stat().st_size for p in directory.iterdir() if p.is_file() and not p.name.startswith("."))
+
+
+def index_stamp(name: str, home: str | Path | None = None) -> tuple[int, ...]:
+    """A value that changes whenever any file of index ``name`` is written, renamed or removed (to tell whether a
+    broken index may have been repaired, without reading it)."""
+    directory = index_directory(name, home)
+    try:
+        return tuple(sorted(p.stat().st_mtime_ns for p in directory.iterdir())) + (directory.stat().st_mtime_ns,)
+    except OSError:
+        return ()

@@ -5,28 +5,18 @@ lock, so writes go on meanwhile; then it takes the lock for a moment to commit: 
 sources in one transaction, and tombstones that writes added meanwhile to the sources' chunks move to it (a
 merge keeps chunk ids). One compaction runs at a time per index (``.compact.lock``).
 
-What merges when (:func:`plan_merges`, a pure function; thresholds in :class:`CompactionPolicy`, chosen by
-``benchmarks/bench_writes.py``):
-
-- a segment whose tombstoned fraction passes ``max_deleted_fraction`` is rewritten without them;
-- segments of about the same size (the same power of ``merge_factor`` above ``floor_vectors``; every segment
-  below the floor counts as one size) merge when ``merge_factor`` of them exist: a chunk is rewritten about
-  log(N / floor) / log(merge_factor) times over an index's life, plus a few times while it is in a small segment,
-  and the segments stay few (Lucene's tiered merge policy, with its floor segment size);
-- past ``max_segments`` segments, the smallest merge.
-
-An HNSW merge adds the other segments' vectors to the largest source instead of rebuilding it (its own
-tombstones stay until its fraction passes the threshold). IVF/PQ segments grow from one trained quantizer and
-merge by concatenating their lists; a full compaction (``embedsearch index compact``) retrains the quantizer
-once the index has grown ``retrain_growth`` times past the vectors it was trained on.
+What merges when is :mod:`embedsearch.index.merge_policy`. An HNSW merge adds the other segments' vectors to
+the largest source instead of rebuilding it (its own tombstones stay until its fraction passes the threshold).
+IVF/PQ segments grow from one trained quantizer and merge by concatenating their lists; a full compaction
+(``embedsearch index compact``) retrains the quantizer once the index has grown ``retrain_growth`` times past
+the vectors it was trained on.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +24,14 @@ import faiss
 import numpy as np
 
 from embedsearch.errors import CorruptIndexError
+from embedsearch.files import write_atomically
 from embedsearch.index import factory
+from embedsearch.index.merge_policy import (
+    CompactionPolicy,
+    CompactionReport,
+    plan_merges,
+    segment_spec,
+)
 from embedsearch.index.segments import Segment, finalize_segment, merge_ranges, read_segment, write_segment
 from embedsearch.index.storage import (
     MANIFEST,
@@ -43,7 +40,6 @@ from embedsearch.index.storage import (
     read_manifest,
     store_name,
     try_lock,
-    write_atomically,
     write_lock,
 )
 from embedsearch.index.store import SegmentInfo, Store
@@ -52,75 +48,6 @@ from embedsearch.runtime import batch_threads_while
 
 RETRAIN_SAMPLE = 262_144  # vectors a retrained quantizer learns from (faiss samples 256 per list anyway)
 ADD_BATCH = 65_536
-
-
-@dataclass(frozen=True)
-class CompactionPolicy:
-    """When segments merge (see the module's docstring); recorded in the manifest at build."""
-
-    max_segments: int = 16
-    merge_factor: int = 4
-    floor_vectors: int = 4096
-    max_deleted_fraction: float = 0.25
-    retrain_growth: float = 4.0
-
-    def settings(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def of(cls, manifest: dict[str, Any]) -> CompactionPolicy:
-        known = {k: v for k, v in (manifest.get("compaction") or {}).items() if k in cls.__dataclass_fields__}
-        return cls(**known)
-
-    def tier(self, vectors: int) -> int:
-        """Segments below ``floor_vectors`` share tier 0; above, a tier spans a factor of ``merge_factor``."""
-        if vectors < self.floor_vectors:
-            return 0
-        return 1 + int(math.log(vectors / self.floor_vectors, self.merge_factor))
-
-
-DEFAULT_POLICY = CompactionPolicy()
-
-
-@dataclass
-class CompactionReport:
-    """The merges a compaction committed (each: sources, new segment, vectors, dropped tombstones, seconds)."""
-
-    merges: list[dict[str, Any]] = field(default_factory=list)
-    retrained: bool = False
-    upgraded: bool = False
-    skipped: str | None = None
-
-    @property
-    def dropped(self) -> int:
-        return sum(m["dropped"] for m in self.merges)
-
-
-def plan_merges(segments: list[tuple[int, int, int]], policy: CompactionPolicy) -> list[list[int]]:
-    """Groups of segment numbers to merge, each group into one. ``segments``: ``(number, vectors, tombstones)``.
-
-    Pure: the same segments and policy always give the same plan.
-    """
-    live = {n: v - t for n, v, t in segments}
-    groups = [[n] for n, v, t in segments if v and t / v > policy.max_deleted_fraction]
-    taken = {n for g in groups for n in g}
-    tiers: dict[int, list[int]] = {}
-    for number, _vectors, _dead in segments:
-        if number not in taken:
-            tiers.setdefault(policy.tier(live[number]), []).append(number)
-    for tier in sorted(tiers):
-        if len(tiers[tier]) >= policy.merge_factor:
-            groups.append(sorted(tiers[tier]))
-            taken |= set(tiers[tier])
-    remaining = len(segments) - sum(len(g) - 1 for g in groups if live[g[0]] or len(g) > 1)
-    if remaining > policy.max_segments:
-        smallest = sorted((n for n in live if n not in taken), key=lambda n: (live[n], n))
-        groups.append(sorted(smallest[: max(policy.merge_factor, remaining - policy.max_segments + 1)]))
-    return groups
-
-
-def segments_of(segments: list[tuple[int, int, int]], numbers: list[int]) -> list[tuple[int, int, int]]:
-    return [s for s in segments if s[0] in numbers]
 
 
 def compact_if_needed(
@@ -239,6 +166,7 @@ class _Merged:
     raw: tuple[np.ndarray, np.ndarray] | None
     quantizer: str | None
     retrained: bool
+    spec: str | None  # "Flat" for a merged segment under the floor
 
 
 def _run_merge(
@@ -272,6 +200,7 @@ def _run_merge(
                 raw=merged.raw,
                 sources=[s.number for s in sources],
                 quantizer=merged.quantizer,
+                spec=merged.spec,
                 finalize=False,
             )
         committed = _commit_merge(directory, manifest, store, [s.number for s in sources], info, merged, lock_timeout)
@@ -304,23 +233,42 @@ def _merge(directory, manifest, sources: list[Segment], tombstones, state, polic
     spec, dim = manifest["spec"], manifest["dim"]
     dead = {s.number: tombstones.get(s.number, np.zeros(0, dtype=np.int64)) for s in sources}
     live = {s.number: s.ids[~np.isin(s.ids, dead[s.number], assume_unique=True)] for s in sources}
+    total = sum(len(ids) for ids in live.values())
     quantizer = state.get("quantizer")
-    if retrain:
+    trains = factory.needs_training(spec, dim) and total >= policy.floor_vectors and (retrain or quantizer is None)
+    if trains:
         quantizer = _retrain(directory, manifest, sources, live)
-    if quantizer is not None and not retrain and all(s.info.quantizer == quantizer for s in sources):
-        index = _concatenated_ivf(directory / quantizer, sources, dead)
-    elif factory.is_hnsw(spec, dim) and _base(sources, dead, policy) is not None:
-        base = _base(sources, dead, policy)
-        index = base.index
-        _add_vectors(index, directory, [s for s in sources if s is not base], live, spec, progress)
+    own = segment_spec(manifest, total, quantizer)
+    if own is not None:
+        index, quantizer = factory.make_index(own, dim), None
+        _add_vectors(index, directory, sources, live, own, progress)
     else:
-        index = factory.load_index_file(directory / quantizer) if quantizer else factory.make_index(spec, dim)
-        _add_vectors(index, directory, sources, live, spec, progress)
+        index = _grown_index(directory, manifest, sources, dead, live, quantizer, policy, trains, progress)
     held = np.sort(factory.stored_ids(index))
     every = np.sort(np.concatenate([s.ids for s in sources])) if sources else np.zeros(0, dtype=np.int64)
-    raw = None if factory.keeps_exact_vectors(spec, dim) else (held, _raw_rows(directory, sources, held))
+    raw = None if factory.keeps_exact_vectors(own or spec, dim) else (held, _raw_rows(directory, sources, held))
     ranges = merge_ranges([s.info.ranges for s in sources])
-    return _Merged(index, ranges, np.setdiff1d(every, held, assume_unique=True), raw, quantizer, retrain)
+    dropped = np.setdiff1d(every, held, assume_unique=True)
+    return _Merged(index, ranges, dropped, raw, quantizer, trains, own)
+
+
+def _grown_index(directory, manifest, sources, dead, live, quantizer, policy, retrained, progress) -> faiss.Index:
+    """A merged index in the index's spec: IVF lists concatenated (sources of the same quantizer), or the largest
+    HNSW source with the others' vectors added, or else built afresh; what is left is added."""
+    spec, dim = manifest["spec"], manifest["dim"]
+    grown = [s for s in sources if s.info.spec is None]
+    if quantizer is not None and not retrained and faiss.try_extract_index_ivf(factory.make_index(spec, dim)):
+        kept = [s for s in grown if s.info.quantizer == quantizer]
+        index = _concatenated_ivf(directory / quantizer, kept, dead)
+        rest = [s for s in sources if s not in kept]
+    elif factory.is_hnsw(spec, dim) and _base(grown, dead, policy) is not None:
+        base = _base(grown, dead, policy)
+        index, rest = base.index, [s for s in sources if s is not base]
+    else:
+        index = factory.load_index_file(directory / quantizer) if quantizer else factory.make_index(spec, dim)
+        rest = sources
+    _add_vectors(index, directory, rest, live, spec, progress)
+    return index
 
 
 def _base(sources: list[Segment], dead, policy: CompactionPolicy) -> Segment | None:

@@ -110,6 +110,16 @@ def is_hnsw(spec: str, dim: int) -> bool:
     return isinstance(_inner(make_index(spec, dim)), faiss.IndexHNSW)
 
 
+def kind(index: faiss.Index) -> str:
+    """``"flat"``, ``"hnsw"``, ``"ivf"`` or ``"other"``: what a search of the index costs like."""
+    inner = _inner(index)
+    if isinstance(inner, faiss.IndexFlat):
+        return "flat"
+    if isinstance(inner, faiss.IndexHNSW):
+        return "hnsw"
+    return "ivf" if faiss.try_extract_index_ivf(inner) is not None else "other"
+
+
 def is_flat(index: faiss.Index) -> bool:
     """Whether the index scans every vector anyway (so exact scoring of a subset is never worse)."""
     return isinstance(_inner(index), faiss.IndexFlat)

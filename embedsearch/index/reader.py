@@ -258,7 +258,13 @@ def describe(
 ) -> dict[str, Any]:
     """What ``index info`` shows: the manifest, counts, generation, and each segment with its live and dead chunks."""
     segments = [
-        {"segment": i.segment, "vectors": i.vectors, "tombstones": tombstones.get(i.segment, 0), "bytes": i.bytes}
+        {
+            "segment": i.segment,
+            "spec": i.spec or manifest["spec"],
+            "vectors": i.vectors,
+            "tombstones": tombstones.get(i.segment, 0),
+            "bytes": i.bytes,
+        }
         for i in infos
     ]
     return {

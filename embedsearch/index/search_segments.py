@@ -9,7 +9,9 @@ where they are few (or the segment is exact anyway), else lets faiss search with
 
 from __future__ import annotations
 
+import math
 import threading
+from dataclasses import replace
 
 import faiss
 import numpy as np
@@ -18,10 +20,18 @@ from embedsearch.index import factory
 from embedsearch.index.factory import SearchKnobs
 from embedsearch.index.segments import Segment
 
-# Allowed chunks in an approximate segment up to which a filtered search scores them exactly instead of asking
-# faiss with a selector: exact scoring costs one dot product per allowed chunk; an HNSW search that must find k
-# allowed chunks visits about (efSearch x links / selectivity) nodes. See benchmarks/bench_writes.py.
-EXACT_FILTER_LIMIT = 20_000
+# Allowed chunks in a segment up to which a filtered search scores them exactly instead of asking faiss with a
+# selector (one bit test per candidate): exact scoring costs one dot product per allowed chunk (IVF: a hash
+# lookup and a copy too); an HNSW search that must find k allowed chunks visits about efSearch x links /
+# selectivity nodes; a flat scan with a selector tests every vector, so past a quarter of them it is cheaper
+# than scoring the allowed ones one by one. Chosen with benchmarks/bench_writes.py.
+EXACT_FILTER_LIMIT = {"hnsw": 4096, "ivf": 1024, "other": 4096}
+FLAT_EXACT_SHARE = 4
+# An HNSW search with a selector finds few of the allowed neighbours when they are rare (measured at 100,000
+# clustered vectors, efSearch 64: recall@10 0.90 at 10% selectivity, 0.16 at 1%): below HNSW_EXACT_SHARE it
+# scores them exactly; above, efSearch grows as 1 / (2.5 selectivity) (10%: 256, recall 0.96), up to HNSW_EF_CAP.
+HNSW_EXACT_SHARE = 0.05
+HNSW_EF_CAP = 1024
 # Tombstones in a segment up to which a search over-fetches by their number and drops them afterwards (exact);
 # past it, faiss skips them with a selector (a bit test per candidate). A flat scan's cost hardly grows with k,
 # an HNSW search's grows with efSearch = max(ef, k), so the limits differ (benchmarks/bench_writes.py).
@@ -59,6 +69,22 @@ class Tombstones:
 NO_TOMBSTONES = Tombstones(np.zeros(0, dtype=np.int64))
 
 
+class Allowed:
+    """The chunk ids a filter allows (sorted), with a faiss selector of them built at most once per search."""
+
+    def __init__(self, ids: np.ndarray) -> None:
+        self.ids = ids
+        self._selector: faiss.IDSelector | None = None
+
+    def selecting(self) -> faiss.IDSelector:
+        if self._selector is None:
+            bits = np.zeros(int(self.ids.max()) + 1 if len(self.ids) else 1, dtype=bool)
+            bits[self.ids] = True
+            self._bitmap = np.packbits(bits, bitorder="little")  # kept: faiss reads it without a copy
+            self._selector = faiss.IDSelectorBitmap(len(self._bitmap), faiss.swig_ptr(self._bitmap))
+        return self._selector
+
+
 def search_segments(
     segments: list[Segment],
     dead: dict[int, Tombstones],
@@ -74,13 +100,15 @@ def search_segments(
     """
     queries = np.ascontiguousarray(queries, dtype=np.float32)
     routed = route(segments, allowed) if allowed is not None else None
+    members = Allowed(allowed) if allowed is not None else None
     parts = []
     for position, segment in enumerate(segments):
         tombstones = dead.get(segment.number, NO_TOMBSTONES)
         if routed is None:
             parts.append(_unfiltered(segment, tombstones, queries, k, knobs))
         elif len(routed[position]):
-            parts.append(_filtered(segment, _without(routed[position], tombstones.ids), queries, k, knobs))
+            mine = _without(routed[position], tombstones.ids)
+            parts.append(_filtered(segment, mine, queries, k, knobs, members.selecting))
     return merge_top_k(parts, len(queries), k)
 
 
@@ -96,14 +124,27 @@ def _unfiltered(segment: Segment, tombstones: Tombstones, queries: np.ndarray, k
     return segment.search(queries, k, knobs, tombstones.excluding())
 
 
-def _filtered(segment: Segment, allowed: np.ndarray, queries: np.ndarray, k: int, knobs: SearchKnobs) -> Result:
+def _filtered(
+    segment: Segment, allowed: np.ndarray, queries: np.ndarray, k: int, knobs: SearchKnobs, selector
+) -> Result:
+    """``allowed``: the segment's own allowed chunks; ``selector()``: a faiss selector of every allowed chunk."""
     if not len(allowed):
         return _empty(len(queries), k)
-    exact = len(allowed) <= EXACT_FILTER_LIMIT or factory.is_flat(segment.index)
+    kind, share = factory.kind(segment.index), len(allowed) / len(segment)
+    if kind == "flat":
+        exact = share * FLAT_EXACT_SHARE <= 1
+    else:
+        exact = len(allowed) <= EXACT_FILTER_LIMIT[kind] or (kind == "hnsw" and share <= HNSW_EXACT_SHARE)
     if exact:
         return _exact(segment, allowed, queries, k)
-    selector = faiss.IDSelectorBatch(allowed)
-    return segment.search(queries, min(k, len(allowed)), knobs, selector)
+    if kind == "ivf":  # probe as many lists as it takes to see as many allowed chunks as an unfiltered search sees
+        lists = faiss.extract_index_ivf(segment.index).nlist
+        knobs = replace(knobs, nprobe=min(lists, math.ceil(knobs.nprobe / share)))
+    elif kind == "hnsw":
+        knobs = replace(
+            knobs, ef_search=min(HNSW_EF_CAP, max(knobs.ef_search, math.ceil(knobs.ef_search / (2.5 * share))))
+        )
+    return segment.search(queries, min(k, len(allowed)), knobs, selector())
 
 
 def _exact(segment: Segment, allowed: np.ndarray, queries: np.ndarray, k: int) -> Result:

@@ -18,9 +18,10 @@ import faiss
 import numpy as np
 
 from embedsearch.errors import CorruptIndexError
+from embedsearch.files import sync_directory
 from embedsearch.index import factory
 from embedsearch.index.factory import SearchKnobs
-from embedsearch.index.storage import raw_vectors_name, segment_name, sync_directory
+from embedsearch.index.storage import raw_vectors_name, segment_name
 from embedsearch.index.store import SegmentInfo
 
 
@@ -91,6 +92,7 @@ def write_segment(
     sources: list[int] | None = None,
     raw: tuple[np.ndarray, np.ndarray] | None = None,
     quantizer: str | None = None,
+    spec: str | None = None,
     finalize: bool = True,
 ) -> SegmentInfo:
     """Write segment ``number`` durably and describe it; ``raw`` is ``(chunk ids, vectors)`` for compressing specs.
@@ -117,6 +119,7 @@ def write_segment(
         sources=sources or [],
         raw=raw_name,
         quantizer=quantizer,
+        spec=spec,
     )
 
 

@@ -37,6 +37,7 @@ from typing import Any
 from filelock import FileLock, Timeout
 
 from embedsearch.errors import CorruptIndexError, IndexLockedError, InvalidInputError, UnknownIndexError
+from embedsearch.files import write_atomically
 
 log = logging.getLogger("embedsearch")
 FORMAT_VERSION = 2
@@ -195,30 +196,6 @@ def try_lock(directory: Path, lock_name: str) -> FileLock | None:
     except Timeout:
         return None
     return lock
-
-
-def write_atomically(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that a reader sees the old bytes or the new ones, never a mix."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-    sync_directory(path.parent)
-
-
-def sync_file(path: Path) -> None:
-    with open(path, "rb") as handle:
-        os.fsync(handle.fileno())
-
-
-def sync_directory(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def remove_other_epochs(directory: Path, epoch: int) -> None:

@@ -54,7 +54,8 @@ class SegmentInfo:
 
     ``ranges`` are the ``[first, last)`` chunk-id ranges whose chunks the file holds (dead ones included);
     ``sources`` the segments a compaction merged into it (readers can use them until it is loaded);
-    ``raw`` the file of its raw vectors (compressing specs only); ``quantizer`` the trained index it grew from.
+    ``raw`` the file of its raw vectors (compressing specs only); ``quantizer`` the trained index it grew from;
+    ``spec`` the faiss spec of the file when it is not the index's ("Flat" for a small buffer segment).
     """
 
     segment: int
@@ -66,6 +67,7 @@ class SegmentInfo:
     sources: list[int] = field(default_factory=list)
     raw: str | None = None
     quantizer: str | None = None
+    spec: str | None = None
 
     def holds(self, chunk_ids: np.ndarray) -> np.ndarray:
         """A boolean mask: which of ``chunk_ids`` fall in this segment's ranges."""

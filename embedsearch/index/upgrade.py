@@ -20,7 +20,7 @@ from embedsearch.data import Chunk, Document, load_image
 from embedsearch.data.images import thumbnail
 from embedsearch.errors import CorruptIndexError
 from embedsearch.index import factory
-from embedsearch.index.compaction import DEFAULT_POLICY
+from embedsearch.index.merge_policy import DEFAULT_POLICY
 from embedsearch.index.segments import ranges_of, write_segment
 from embedsearch.index.storage import MANIFEST, now, remove_other_epochs, store_name, write_lock, write_manifest
 from embedsearch.index.store import Store

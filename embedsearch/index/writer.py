@@ -25,8 +25,9 @@ import numpy as np
 from embedsearch.data import Document
 from embedsearch.encoders import Encoder, get_encoder
 from embedsearch.errors import CorruptIndexError, IndexExistsError, InvalidInputError
+from embedsearch.files import write_atomically
 from embedsearch.index import factory
-from embedsearch.index.compaction import DEFAULT_POLICY, CompactionPolicy, CompactionReport, compact_if_needed
+from embedsearch.index.compaction import compact_if_needed
 from embedsearch.index.encoding import (
     ChunkingPolicy,
     Encoded,
@@ -37,6 +38,7 @@ from embedsearch.index.encoding import (
 )
 from embedsearch.index.factory import SearchKnobs
 from embedsearch.index.identity import encoder_of
+from embedsearch.index.merge_policy import DEFAULT_POLICY, CompactionPolicy, CompactionReport, segment_spec
 from embedsearch.index.reader import describe
 from embedsearch.index.segments import ranges_of, segment_owners, write_segment
 from embedsearch.index.storage import (
@@ -48,7 +50,6 @@ from embedsearch.index.storage import (
     read_manifest,
     remove_other_epochs,
     store_name,
-    write_atomically,
     write_lock,
     write_manifest,
 )
@@ -169,7 +170,8 @@ def _write_epoch(
         stale.unlink(missing_ok=True)  # left by a build of this epoch that crashed
     start = time.perf_counter()
     ids = np.arange(len(encoded.chunks), dtype=np.int64)
-    quantizer = _train_quantizer(directory, epoch, spec, dim, encoded.vectors)
+    floor = CompactionPolicy.of(manifest).floor_vectors
+    quantizer = _train_quantizer(directory, epoch, spec, dim, encoded.vectors, floor)
     info = _segment(directory, manifest, 1, ids, encoded.vectors, quantizer)
     report.timings["segment"] = time.perf_counter() - start
     start = time.perf_counter()
@@ -204,9 +206,10 @@ def _state(generation, documents, chunks, next_chunk, next_segment, quantizer, t
     }
 
 
-def _train_quantizer(directory: Path, epoch: int, spec: str, dim: int, vectors: np.ndarray) -> str | None:
-    """For specs that train (IVF, PQ): train once, keep the empty trained index for later segments."""
-    if not factory.needs_training(spec, dim):
+def _train_quantizer(directory: Path, epoch: int, spec: str, dim: int, vectors: np.ndarray, floor: int) -> str | None:
+    """For specs that train (IVF, PQ): train once, on the first segment of at least ``floor`` vectors (smaller
+    segments are flat), and keep the empty trained index for later segments."""
+    if not factory.needs_training(spec, dim) or len(vectors) < floor:
         return None
     index = factory.make_index(spec, dim)
     factory.train(index, vectors, spec)
@@ -218,12 +221,20 @@ def _train_quantizer(directory: Path, epoch: int, spec: str, dim: int, vectors: 
 def _segment(
     directory: Path, manifest: dict[str, Any], number: int, ids: np.ndarray, vectors: np.ndarray, quantizer: str | None
 ) -> SegmentInfo:
-    """Write segment ``number`` of ``ids``/``vectors`` (from the trained quantizer where the spec has one)."""
+    """Write segment ``number`` of ``ids``/``vectors``: in the index's spec (from its trained quantizer where it
+    has one), or flat when it is smaller than the policy's floor (a buffer, merged later; a flat scan of a few
+    thousand vectors costs less than an HNSW search)."""
     dim, spec = manifest["dim"], manifest["spec"]
-    index = factory.load_index_file(directory / quantizer) if quantizer else factory.make_index(spec, dim)
-    factory.train_and_add(index, ids, vectors, spec)
-    raw = None if factory.keeps_exact_vectors(spec, dim) else (ids, vectors)
-    return write_segment(directory, manifest["epoch"], number, index, ranges_of(ids), raw=raw, quantizer=quantizer)
+    own = segment_spec(manifest, len(ids), quantizer)
+    if own is not None:
+        index, quantizer = factory.make_index(own, dim), None
+    else:
+        index = factory.load_index_file(directory / quantizer) if quantizer else factory.make_index(spec, dim)
+    factory.train_and_add(index, ids, vectors, own or spec)
+    raw = None if factory.keeps_exact_vectors(own or spec, dim) else (ids, vectors)
+    return write_segment(
+        directory, manifest["epoch"], number, index, ranges_of(ids), raw=raw, quantizer=quantizer, spec=own
+    )
 
 
 def add_documents(

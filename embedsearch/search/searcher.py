@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Collection, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,15 @@ MAX_K = 10_000
 MAX_QUERY_CHARS = 8_192  # about 2,000 tokens: MiniLM reads 256 of them, CLIP 77
 MAX_WHERE_KEYS = 32
 MAX_WHERE_CHARS = 4_096  # of one key or value
+
+
+@dataclass(frozen=True)
+class Item:
+    """A stored item: an image's thumbnail bytes, or a document."""
+
+    media_type: str
+    image: bytes | None = None
+    document: Document | None = None
 
 
 class Searcher:
@@ -200,6 +210,13 @@ class Searcher:
         """``{id: Document}`` of those ``ids`` that are stored."""
         with self.index.reading() as view:
             return view.documents(list(ids))
+
+    def item(self, doc_id: str) -> Item:
+        """What ``GET /indexes/{name}/items/{id}`` answers: the stored thumbnail of an image document (image
+        indexes), else the document; :class:`NotFoundError` if there is none."""
+        if self.identity["content"] == "image":
+            return Item(media_type="image/webp", image=self.thumbnail(doc_id))
+        return Item(media_type="application/json", document=self.document(doc_id))
 
     def thumbnail(self, doc_id: str) -> bytes:
         """The stored WebP thumbnail of image document ``doc_id`` (image indexes keep one per image, and never

@@ -11,8 +11,7 @@ from typing import Any, TypeVar
 from starlette.concurrency import run_in_threadpool
 
 from embedsearch.errors import CorruptIndexError, EmbedsearchError, UnknownIndexError
-from embedsearch.index import compact_if_needed
-from embedsearch.index.storage import index_directory, list_index_names
+from embedsearch.index import compact_if_needed, index_stamp, list_index_names
 from embedsearch.search import Searcher
 from embedsearch.serve.batching import MicroBatcher
 from embedsearch.serve.settings import ServeSettings
@@ -116,11 +115,11 @@ class IndexHub:
 
     def _changed_since_broken(self, name: str) -> bool:
         """Whether a broken index's folder changed since it failed to open (then it is worth another try)."""
-        return _stamp(index_directory(name, self.settings.home)) != self._broken_stamps.get(name)
+        return index_stamp(name, self.settings.home) != self._broken_stamps.get(name)
 
     def _open(self, name: str) -> None:
         old = self._searchers.pop(name, None)
-        stamp = _stamp(index_directory(name, self.settings.home))
+        stamp = index_stamp(name, self.settings.home)
         try:
             self._searchers[name] = Searcher.open(name, self.settings.home, background_loading=True)
             self._broken.pop(name, None)
@@ -140,10 +139,3 @@ class IndexHub:
         for searcher in self._searchers.values():
             searcher.close()
 
-
-def _stamp(directory) -> tuple[int, ...]:
-    """Modification times of a folder and its files: any write, rename or repair changes it."""
-    try:
-        return tuple(sorted(p.stat().st_mtime_ns for p in directory.iterdir())) + (directory.stat().st_mtime_ns,)
-    except OSError:
-        return ()

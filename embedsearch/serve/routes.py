@@ -118,10 +118,10 @@ async def search_image(
 )
 async def get_item(name: str, item_id: str, hub: Hub) -> Response:
     """The stored document as JSON, or for an image index its stored thumbnail (WebP, at most 256 pixels)."""
-    searcher = await hub.searcher(name)
-    if searcher.identity["content"] == "image":
-        return Response(await run_in_threadpool(searcher.thumbnail, item_id), media_type="image/webp")
-    document = await run_in_threadpool(searcher.document, item_id)
+    item = await run_in_threadpool((await hub.searcher(name)).item, item_id)
+    if item.document is None:
+        return Response(item.image, media_type=item.media_type)
+    document = item.document
     return JSONResponse({"_id": document.id, "text": document.text, "metadata": document.metadata})
 
 

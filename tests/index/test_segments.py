@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from embedsearch.index import factory
-from embedsearch.index.compaction import CompactionPolicy, plan_merges
 from embedsearch.index.factory import SearchKnobs
+from embedsearch.index.merge_policy import CompactionPolicy, plan_merges
 from embedsearch.index.search_segments import Tombstones, merge_top_k, route, search_segments
 from embedsearch.index.segments import merge_ranges, ranges_of, segment_from_index
 from embedsearch.index.store import SegmentInfo, chunk_ranges
@@ -70,12 +70,12 @@ def test_tombstones_never_come_back_and_are_replaced_by_the_next_best(dead_count
     assert np.array_equal(I, _reference(queries, ids, vectors, 10, allowed=live))
 
 
-@pytest.mark.parametrize("spec", ["Flat", "HNSW16,Flat"])
+@pytest.mark.parametrize("spec", ["Flat", "HNSW16,Flat", "IVF16,Flat"])
 @pytest.mark.parametrize("allowed_count", [7, 900, 30_000])  # exact scoring below EXACT_FILTER_LIMIT, selector above
 def test_filters_below_and_above_the_exact_limit(spec, allowed_count, monkeypatch):
     from embedsearch.index import search_segments as module  # the module, for its threshold
 
-    monkeypatch.setattr(module, "EXACT_FILTER_LIMIT", 500)  # so that 900 takes faiss's selector path here
+    monkeypatch.setattr(module, "EXACT_FILTER_LIMIT", {"hnsw": 500, "ivf": 500, "other": 500})  # 900: a selector
     n = 40_000 if allowed_count == 30_000 else 1200
     ids = np.arange(n, dtype=np.int64) * 3  # not consecutive: routing must find them
     vectors, queries = _unit(n, 5), _unit(6, 6)
@@ -84,9 +84,9 @@ def test_filters_below_and_above_the_exact_limit(spec, allowed_count, monkeypatc
     dead_ids = segments[1].ids[:50]
     _, I = search_segments(segments, {2: Tombstones(dead_ids)}, queries, 10, EXHAUSTIVE, allowed)
     want = _reference(queries, ids, vectors, 10, allowed=np.setdiff1d(allowed, dead_ids))
-    if spec == "Flat" or allowed_count <= 500:
+    if spec == "Flat" or allowed_count <= 500:  # exact, or a flat scan with a selector: exact too
         assert np.array_equal(I, want)
-    else:  # HNSW with a selector is approximate; exhaustive efSearch finds nearly all
+    else:  # HNSW and IVF with a selector are approximate; exhaustive knobs find nearly all
         recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(I, want, strict=True)])
         assert recall >= 0.95
     assert np.isin(I[I >= 0], allowed).all() and not np.isin(I, dead_ids).any()
@@ -133,8 +133,10 @@ def test_plan_merges_segments_of_a_size_and_rewrites_those_with_many_tombstones(
     assert plan_merges([(1, 1000, 0), (2, 3, 3)], POLICY) == [[2]]  # nothing left alive: dropped
     tiers = [(1, 64, 0), (2, 70, 0), (3, 100, 0), (4, 200, 0), (5, 5000, 0)]
     assert plan_merges(tiers, POLICY) == [[1, 2, 3, 4]]  # 64..255 share a tier (16 x 4 .. 16 x 16)
-    many = [(n, 16 * 4**n, 0) for n in range(9)] + [(9, 1, 0)]  # one per tier: ten segments
-    assert plan_merges(many, POLICY) == [[0, 1, 2, 9]]  # over max_segments: the merge_factor smallest merge
+    many = [(n, 16 * 4**n, 0) for n in range(9)] + [(9, 1, 0)]  # nine large segments, one per tier, a buffer
+    assert plan_merges(many, POLICY) == [[0, 1]]  # one more large than max_segments: the two smallest merge
+    buffers = [(n, 3, 0) for n in range(20, 23)]  # buffers under the floor do not count towards the cap
+    assert plan_merges([(n, 16 * 4**n, 0) for n in range(8)] + buffers, POLICY) == []
 
 
 def test_plan_merges_keeps_segments_few_and_rewrites_bounded():

@@ -17,11 +17,12 @@ from embedsearch.errors import (
     InvalidInputError,
     UnknownIndexError,
 )
-from embedsearch.index import ChunkingPolicy
+from embedsearch.index import ChunkingPolicy, CompactionPolicy, compact_index
 from tests.conftest import ANIMALS
 from tests.index.inspection import contents, files_of
 
 DOCS = [document_from_record(r) for r in ANIMALS]
+TRAIN_AT_ONCE = CompactionPolicy(floor_vectors=1)
 
 
 def test_build_writes_a_self_describing_manifest(home):
@@ -189,8 +190,8 @@ def test_writing_to_an_unknown_index_leaves_no_folder(home):
 
 def test_a_failed_build_leaves_the_last_good_epoch(home):
     build_index("zoo", DOCS, "fake", home=home)
-    with pytest.raises(InvalidInputError, match="cannot be trained"):
-        build_index("zoo", DOCS, "fake", home=home, spec="IVF64,Flat", overwrite=True)
+    with pytest.raises(InvalidInputError, match="cannot be trained"):  # a floor of 1: trained even on 5 documents
+        build_index("zoo", DOCS, "fake", home=home, spec="IVF64,Flat", overwrite=True, compaction=TRAIN_AT_ONCE)
     assert files_of(home / "zoo") == ["manifest.json", "seg.1.1.faiss", "store.1.sqlite"]
     assert load_index("zoo", home).manifest["spec"] == "Flat"
     assert contents("zoo", home) == {d.id: d.text for d in DOCS}
@@ -199,3 +200,17 @@ def test_a_failed_build_leaves_the_last_good_epoch(home):
 def test_memory_budget_too_small_for_a_small_collection_is_a_clear_error(home):
     with pytest.raises(InvalidInputError, match="memory budget"):
         build_index("tiny", DOCS, "fake", home=home, memory_budget=1000)
+
+
+@pytest.mark.parametrize("spec", ["HNSW16,Flat", "IVF2,Flat"])
+def test_segments_under_the_floor_are_flat_and_a_merge_past_it_builds_the_spec(home, spec):
+    policy = CompactionPolicy(floor_vectors=14, max_segments=4, merge_factor=4)
+    build_index("zoo", DOCS, "fake", home=home, spec=spec, compaction=policy)
+    [first] = index_info("zoo", home)["segments"]
+    assert first["vectors"] < 14 and first["spec"] == "Flat"  # a buffer, and no quantizer trained yet
+    more = [Document(f"n{i}", f"note {i} about words {i} and more words {i + 1}") for i in range(8)]
+    add_documents("zoo", more, home=home, compact=False)
+    compact_index("zoo", home)
+    [merged] = index_info("zoo", home)["segments"]
+    assert merged["vectors"] >= 14 and merged["spec"] == spec
+    assert contents("zoo", home) == {**{d.id: d.text for d in DOCS}, **{d.id: d.text for d in more}}
