@@ -58,6 +58,11 @@ class UnsupportedModalityError(EmbedsearchError):
     """A query kind (text, image) that the index's encoder cannot embed (HTTP 400)."""
 
 
+class UnsupportedModeError(EmbedsearchError):
+    """A search mode the index cannot answer: lexical or hybrid on an index without a lexical side (an image
+    index, or one built before the lexical side existed) (HTTP 400)."""
+
+
 class IndexLockedError(EmbedsearchError):
     """Another writer holds the index and did not finish within the lock timeout (HTTP 409)."""
 

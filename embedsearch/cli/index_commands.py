@@ -11,6 +11,12 @@ from embedsearch.cli.main import cli
 from embedsearch.cli.options import home_option, json_option, lock_timeout_option, parse_size, quiet_option
 
 sources_argument = click.argument("sources", nargs=-1, required=True, type=click.Path())
+stemmer_option = click.option(
+    "--stemmer", help="Lexical side: a Snowball stemmer language (english, french, ...) or 'none'.  [default: english]"
+)
+stopwords_option = click.option(
+    "--stopwords", help="Lexical side: 'english', 'none', or comma-separated words.  [default: english]"
+)
 skip_option = click.option(
     "--skip-invalid", is_flag=True, help="Skip malformed records (each is reported) instead of rejecting the input."
 )
@@ -30,6 +36,9 @@ def index() -> None:
 @click.option("--chunk-overlap", type=int, help="Tokens shared by neighbouring chunks [default: 1/8 of a chunk].")
 @click.option("--no-chunking", is_flag=True, help="One vector per document (the model truncates long ones).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing index of that name.")
+@click.option("--no-lexical", is_flag=True, help="Dense only: no lexical (BM25) side (image indexes never have one).")
+@stemmer_option
+@stopwords_option
 @skip_option
 @home_option
 @lock_timeout_option
@@ -43,6 +52,9 @@ def build(
     chunk_overlap,
     no_chunking,
     overwrite,
+    no_lexical,
+    stemmer,
+    stopwords,
     skip_invalid,
     home,
     lock_timeout,
@@ -54,6 +66,7 @@ def build(
     from embedsearch.encoders import get_encoder
     from embedsearch.index import ChunkingPolicy, build_index
 
+    lexical = None if no_lexical else _lexical(stemmer, stopwords, default="auto")
     model = get_encoder(encoder)
     documents, skipped = _read(sources, skip_invalid, model.modalities)
     start = time.perf_counter()
@@ -67,9 +80,45 @@ def build(
         progress=not quiet,
         chunking=ChunkingPolicy(enabled=not no_chunking, overlap=chunk_overlap),
         memory_budget=parse_size(memory_budget),
+        lexical=lexical,
         lock_timeout=lock_timeout,
     )
     _summarize("indexed", report, time.perf_counter() - start, skipped)
+
+
+def _lexical(stemmer: str | None, stopwords: str | None, default):
+    """The lexical settings the options ask for (``default`` when neither is given)."""
+    from embedsearch.index import LexicalSettings
+
+    if stemmer is None and stopwords is None:
+        return default
+    words = stopwords or "english"
+    if words not in ("english", "none"):
+        words = tuple(w for w in words.split(",") if w.strip())
+    return LexicalSettings(stemmer or "english", words)
+
+
+@index.command("add-lexical")
+@click.argument("name")
+@stemmer_option
+@stopwords_option
+@home_option
+@lock_timeout_option
+@quiet_option
+def add_lexical(name, stemmer, stopwords, home, lock_timeout, quiet) -> None:
+    """Give index NAME a lexical (BM25) side, for lexical and hybrid search (indexes built before it existed
+    have none); rebuilds one it has with the settings given."""
+    from embedsearch.index import add_lexical_side
+
+    start = time.perf_counter()
+    settings = _lexical(stemmer, stopwords, default=None)
+    report = add_lexical_side(name, home, settings, progress=not quiet, lock_timeout=lock_timeout)
+    lexical = report["lexical"]
+    click.echo(
+        f"index {name!r}: lexical side of {report['chunks']} chunks (stemmer {lexical['stemmer']}, stopwords "
+        f"{lexical['stopwords'] if isinstance(lexical['stopwords'], str) else len(lexical['stopwords'])}) in "
+        f"{time.perf_counter() - start:.1f}s"
+    )
 
 
 @index.command()
@@ -165,6 +214,7 @@ def info(name, home, as_json) -> None:
     for key in keys:
         click.echo(f"{key + ':':12}{manifest[key]}")
     click.echo(f"{'encoder:':12}{manifest['encoder']['name']} ({manifest['encoder']['fingerprint']})")
+    click.echo(f"{'lexical:':12}{_lexical_line(manifest)}")
     click.echo(f"{'tombstones:':12}{manifest['tombstones']} (deleted or replaced chunks not yet compacted away)")
     click.echo(f"{'disk:':12}{_size(manifest['disk_bytes'])}")
     click.echo(f"{'segments:':12}{len(manifest['segments'])}")
@@ -173,6 +223,17 @@ def info(name, home, as_json) -> None:
         click.echo(
             f"  {segment['segment']:>6}  {live} live, {segment['tombstones']} tombstoned, {_size(segment['bytes'])}"
         )
+
+
+def _lexical_line(manifest) -> str:
+    lexical = manifest.get("lexical")
+    if not lexical:
+        if manifest["content"] == "image":
+            return "none (an image index is searched by its dense side)"
+        return f"none (dense only; add it with `embedsearch index add-lexical {manifest['name']}`)"
+    words = lexical["stopwords"]
+    words = words if isinstance(words, str) else f"{len(words)} words"
+    return f"BM25 in {lexical['engine']}, stemmer {lexical['stemmer']}, stopwords {words}"
 
 
 @index.command("list")

@@ -12,6 +12,21 @@ from embedsearch.cli.options import home_option, json_option, parse_where, quiet
 
 SNIPPET_CHARS = 160
 
+mode_option = click.option(
+    "--mode",
+    type=click.Choice(["dense", "lexical", "hybrid"]),
+    help="Text queries: the dense side, the lexical (BM25) side, or both fused.  [default: hybrid where the index "
+    "has a lexical side, else dense]",
+)
+fusion_option = click.option(
+    "--fusion",
+    type=click.Choice(["rrf", "convex"]),
+    help="Hybrid: reciprocal rank fusion, or a convex combination of normalised scores.  [default: rrf]",
+)
+alpha_option = click.option(
+    "--alpha", type=click.FloatRange(0, 1), help="Convex fusion: the weight of the dense side.  [default: 0.5]"
+)
+
 
 @cli.command()
 @click.argument("name")
@@ -29,12 +44,17 @@ SNIPPET_CHARS = 160
     help="JSONL of {_id, text} or {_id, image} (path from the file's folder): one JSON line out per query.",
 )
 @click.option("--encoder", help="Query encoder (must match the index's; default: the one it was built with).")
+@mode_option
+@fusion_option
+@alpha_option
 @click.option("--ef-search", type=click.IntRange(min=1), help="HNSW search breadth.")
 @click.option("--nprobe", type=click.IntRange(min=1), help="IVF lists visited.")
 @home_option
 @json_option
 @quiet_option
-def search(name, query, image, k, where, queries, encoder, ef_search, nprobe, home, as_json, quiet) -> None:
+def search(
+    name, query, image, k, where, queries, encoder, mode, fusion, alpha, ef_search, nprobe, home, as_json, quiet
+) -> None:
     """Search index NAME for QUERY, for an --image, or for every line of --queries."""
     from embedsearch import load_index, read_queries
     from embedsearch.runtime import use_batch_threads, use_query_threads
@@ -46,15 +66,16 @@ def search(name, query, image, k, where, queries, encoder, ef_search, nprobe, ho
     batch = read_queries(queries, images=True) if queries is not None else None
     searcher = load_index(name, home, encoder, query_kinds=_query_kinds(query, batch))
     knobs = {"ef_search": ef_search, "nprobe": nprobe}
+    options = {"mode": mode, "fusion": fusion, "alpha": alpha, **knobs}
     if batch is None:
         use_query_threads()
         if image is not None:
             _print_hits(searcher.search_images([Path(image)], k, filters, **knobs)[0], as_json)
         else:
-            _print_hits(searcher.search(query, k, filters, **knobs), as_json)
+            _print_hits(searcher.search(query, k, filters, **options), as_json)
         return
     use_batch_threads()
-    results = searcher.search_mixed(list(batch.values()), k, filters, progress=not quiet, **knobs)
+    results = searcher.search_mixed(list(batch.values()), k, filters, progress=not quiet, **options)
     for query_id, hits in zip(batch, results, strict=True):
         line = {"query_id": query_id, "results": [{"id": h.id, "score": h.score} for h in hits]}
         click.echo(json.dumps(line, ensure_ascii=False))
@@ -97,17 +118,21 @@ def evaluate() -> None:
 @click.option("--queries", type=click.Path(dir_okay=False), required=True, help="BEIR queries.jsonl.")
 @click.option("--qrels", type=click.Path(dir_okay=False), required=True, help="BEIR qrels TSV (with header).")
 @click.option("-k", "k", type=click.IntRange(100, 10_000), default=100, show_default=True, help="Documents per query.")
+@mode_option
+@fusion_option
+@alpha_option
 @home_option
 @json_option
 @quiet_option
-def evaluate_index_command(name, queries, qrels, k, home, as_json, quiet) -> None:
+def evaluate_index_command(name, queries, qrels, k, mode, fusion, alpha, home, as_json, quiet) -> None:
     """nDCG@10, Recall@10, Recall@100 and MRR@10 of index NAME on the queries judged in QRELS."""
     from embedsearch import load_index
     from embedsearch.eval import evaluate_index
     from embedsearch.runtime import use_batch_threads
 
     use_batch_threads()
-    report = evaluate_index(load_index(name, home), queries, qrels, k=k, progress=not quiet)
+    options = {"mode": mode, "fusion": fusion, "alpha": alpha}
+    report = evaluate_index(load_index(name, home), queries, qrels, k=k, progress=not quiet, **options)
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=2))
         return

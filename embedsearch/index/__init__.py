@@ -7,6 +7,8 @@ from embedsearch.index.compaction import compact_if_needed, compact_index
 from embedsearch.index.encoding import ChunkingPolicy
 from embedsearch.index.factory import SearchKnobs, choose_spec
 from embedsearch.index.identity import check_encoder, encoder_of
+from embedsearch.index.lexical import LexicalSettings
+from embedsearch.index.lexical_side import add_lexical_side
 from embedsearch.index.merge_policy import CompactionPolicy, CompactionReport
 from embedsearch.index.reader import IndexView, StoredIndex
 from embedsearch.index.storage import list_index_names
@@ -17,10 +19,12 @@ __all__ = [
     "CompactionPolicy",
     "CompactionReport",
     "IndexView",
+    "LexicalSettings",
     "SearchKnobs",
     "StoredIndex",
     "WriteReport",
     "add_documents",
+    "add_lexical_side",
     "build_index",
     "check_encoder",
     "choose_spec",

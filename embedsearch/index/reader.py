@@ -23,6 +23,7 @@ import numpy as np
 from embedsearch.errors import CorruptIndexError
 from embedsearch.index.factory import SearchKnobs
 from embedsearch.index.filters import FilterCache
+from embedsearch.index.lexical import Analyzer, settings_of
 from embedsearch.index.search_segments import Tombstones, search_segments
 from embedsearch.index.segments import Segment, read_segment
 from embedsearch.index.storage import MANIFEST, index_directory, read_manifest, store_name
@@ -67,6 +68,23 @@ class IndexView:
         small allowed sets are scored exactly, so filtering never loses results to an approximate index."""
         return search_segments(self.segment_set.segments, self.segment_set.dead, queries, k, knobs, allowed)
 
+    def lexical_search(
+        self, terms: list[str], k: int, allowed: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The ``k`` best chunks for any of the analysed ``terms`` by BM25: ``(scores, chunk ids)``, descending.
+        With ``allowed`` (sorted chunk ids), only those count: the ranking is read further until ``k`` of them
+        are found or every match was read."""
+        table = self.index.lexical_table(self.store)
+        if allowed is None:
+            return table.search(terms, k)
+        limit = max(4 * k, 64)
+        while True:
+            scores, ids = table.search(terms, limit)
+            keep = np.isin(ids, allowed, assume_unique=True)
+            if keep.sum() >= k or len(ids) < limit:
+                return scores[keep][:k], ids[keep][:k]
+            limit *= 4
+
     def chunk_owners(self, chunk_ids: list[int]) -> dict[int, tuple[str, int, int]]:
         return self.store.chunk_owners(chunk_ids)
 
@@ -91,6 +109,8 @@ class StoredIndex:
         self._refresh = False
         self._lock = threading.Lock()
         self.filters = FilterCache()
+        lexical = settings_of(manifest)
+        self.analyzer = Analyzer(lexical) if lexical else None  # None: the index has no lexical side
         self._loader = _BackgroundLoader(self) if background_loading else None
 
     @classmethod
@@ -129,20 +149,29 @@ class StoredIndex:
                 if attempt == READ_ATTEMPTS - 1:
                     raise CorruptIndexError(str(stale)) from None
 
+    def lexical_table(self, store: Store):
+        """The lexical side of this reader's ``store`` (attached to it once)."""
+        if store.lexical is None:
+            store.use_lexical(settings_of(self.manifest))
+        return store.lexical
+
     def info(self) -> dict[str, Any]:
         """The manifest with the committed state: counts, generation, segments, tombstones, bytes, updated."""
         with self.reading() as view:
             return describe(self.manifest, view.state, view.store.segments(), view.store.tombstone_counts())
 
     def rebuilt(self) -> bool:
-        """Whether the index was rebuilt (or removed) since it was opened: open it again to see the new one."""
+        """Whether the index was rebuilt (or removed, or given a lexical side) since it was opened: open it again
+        to see the new one."""
         stamp = _stamp(self.directory)
         if stamp == self._stamp:
             return False
         try:
-            return read_manifest(self.directory)["epoch"] != self.manifest["epoch"]
+            manifest = read_manifest(self.directory)
         except (CorruptIndexError, OSError, LookupError):
             return True
+        # a new epoch, or a lexical side added (`index add-lexical`): the manifest this reader holds is stale
+        return manifest["epoch"] != self.manifest["epoch"] or manifest.get("lexical") != self.manifest.get("lexical")
 
     def close(self) -> None:
         if self._loader is not None:

@@ -26,6 +26,7 @@ import numpy as np
 
 from embedsearch.data import Chunk, Document
 from embedsearch.errors import CorruptIndexError
+from embedsearch.index.lexical import Analyzer, LexicalSettings, LexicalTable
 
 SCHEMA = """
 PRAGMA journal_mode = WAL;
@@ -84,17 +85,20 @@ class Store:
         self.path = path
         self._db = connection
         self.index_name = index_name
+        self.lexical: LexicalTable | None = None  # the lexical side, once :meth:`use_lexical` attached it
 
     # ---- opening ----------------------------------------------------------------------------------------------
 
     @classmethod
-    def create(cls, path: Path, index_name: str) -> Store:
-        """A new, empty store at ``path`` (which must not exist)."""
+    def create(cls, path: Path, index_name: str, lexical: LexicalSettings | None = None) -> Store:
+        """A new, empty store at ``path`` (which must not exist), with a lexical side if ``lexical`` is given."""
         db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         db.executescript(SCHEMA)
         db.execute("PRAGMA synchronous = FULL")
         db.execute("PRAGMA busy_timeout = 10000")
-        return cls(path, db, index_name)
+        if lexical is not None:
+            LexicalTable.create(db)
+        return cls(path, db, index_name).use_lexical(lexical)
 
     @classmethod
     def open(cls, path: Path, index_name: str, *, writable: bool = False) -> Store:
@@ -114,6 +118,39 @@ class Store:
             db.close()
             raise CorruptIndexError(f"index {index_name!r}: document store {path} has no table {missing[0]!r}")
         return cls(path, db, index_name)
+
+    def use_lexical(self, settings: LexicalSettings | None) -> Store:
+        """Keep the lexical side in step with every write of documents (the manifest says whether there is one);
+        :class:`CorruptIndexError` if the manifest names one the store lacks."""
+        if settings is None:
+            self.lexical = None
+            return self
+        if not self.has_table("lexical"):
+            raise CorruptIndexError(f"index {self.index_name!r}: document store {self.path} has no lexical table")
+        self.lexical = LexicalTable(self._db, Analyzer(settings))
+        return self
+
+    def rebuild_lexical(self, settings: LexicalSettings, progress: bool = False) -> int:
+        """(Re)create the lexical side from every stored chunk, inside the caller's transaction; returns the
+        number of chunks indexed."""
+        from tqdm.auto import tqdm
+
+        self._db.execute("DROP TABLE IF EXISTS lexical")
+        LexicalTable.create(self._db)
+        self.use_lexical(settings)
+        total = self.state().get("chunks", 0)
+        sql = "SELECT c.chunk_id, d.text, c.start, c.end FROM chunks c JOIN documents d ON d.doc_key = c.doc_key"
+        cursor, done = self._db.execute(sql), 0
+        with tqdm(total=total, desc="lexical side", unit="chunk", disable=not progress) as bar:
+            while rows := cursor.fetchmany(2048):
+                self.lexical.add((chunk_id, text[start:end]) for chunk_id, text, start, end in rows)
+                done += len(rows)
+                bar.update(len(rows))
+        return done
+
+    def has_table(self, name: str) -> bool:
+        sql = "SELECT 1 FROM sqlite_master WHERE name = ?"
+        return self._guarded(sql, (name,)).fetchone() is not None
 
     def close(self) -> None:
         self._db.close()
@@ -240,6 +277,8 @@ class Store:
                 "INSERT INTO fields (key, value, doc_key, first_chunk, chunk_count) VALUES (?, ?, ?, ?, ?)",
                 [(key, value, doc_key, next_id, len(own)) for key, value in field_values(document.metadata)],
             )
+            if self.lexical is not None:
+                self.lexical.add((next_id + i, document.text[c.start : c.end]) for i, c in enumerate(own))
             if document.id in thumbnails:
                 self._db.execute(
                     "INSERT INTO thumbnails (doc_key, data) VALUES (?, ?)", (doc_key, thumbnails[document.id])
@@ -252,9 +291,14 @@ class Store:
         keys = [r[0] for r in rows]
         self._in("DELETE FROM fields WHERE doc_key IN ({})", keys)
         self._in("DELETE FROM thumbnails WHERE doc_key IN ({})", keys)
-        self._in("DELETE FROM chunks WHERE doc_key IN ({})", keys)
+        # by chunk-id range (the primary key): chunks has no index on doc_key, and a scan costs O(N)
+        spans = [(first, first + count) for _key, first, count in rows]
+        self._db.executemany("DELETE FROM chunks WHERE chunk_id >= ? AND chunk_id < ?", spans)
         self._in("DELETE FROM documents WHERE doc_key IN ({})", keys)
-        return chunk_ranges([(r[1], r[2]) for r in rows])
+        removed = chunk_ranges([(r[1], r[2]) for r in rows])
+        if self.lexical is not None:
+            self.lexical.remove(removed)
+        return removed
 
     def documents(self, ids: Sequence[str]) -> dict[str, Document]:
         """``{id: Document}`` of those ids that are stored."""

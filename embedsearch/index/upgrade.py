@@ -20,6 +20,7 @@ from embedsearch.data import Chunk, Document, load_image
 from embedsearch.data.images import thumbnail
 from embedsearch.errors import CorruptIndexError
 from embedsearch.index import factory
+from embedsearch.index.lexical import LexicalSettings, settings_of
 from embedsearch.index.merge_policy import DEFAULT_POLICY
 from embedsearch.index.segments import ranges_of, write_segment
 from embedsearch.index.storage import MANIFEST, now, remove_other_epochs, store_name, write_lock, write_manifest
@@ -56,7 +57,7 @@ def _upgrade(directory: Path, old: dict[str, Any]) -> None:
     if not factory.keeps_exact_vectors(manifest["spec"], manifest["dim"]):
         raw = (ids, _old_vectors(directory / f"docs.{generation}.sqlite", ids, manifest["dim"]))
     info = write_segment(directory, 1, 1, index, ranges_of(ids), raw=raw)
-    store = Store.create(directory / store_name(1), directory.name)
+    store = Store.create(directory / store_name(1), directory.name, settings_of(manifest))
     try:
         with store.transaction():
             for document, own, first in zip(documents, chunks, first_chunks, strict=True):
@@ -131,6 +132,7 @@ def _new_manifest(directory: Path, old: dict[str, Any]) -> dict[str, Any]:
         **{key: old[key] for key in keep},
         "name": directory.name,
         "compaction": DEFAULT_POLICY.settings(),
+        "lexical": LexicalSettings().to_dict() if old["content"] == "text" else None,
         "epoch": 1,
         "store": store_name(1),
     }

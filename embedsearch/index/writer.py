@@ -38,6 +38,7 @@ from embedsearch.index.encoding import (
 )
 from embedsearch.index.factory import SearchKnobs
 from embedsearch.index.identity import encoder_of
+from embedsearch.index.lexical import LexicalSettings, settings_of
 from embedsearch.index.merge_policy import DEFAULT_POLICY, CompactionPolicy, CompactionReport, segment_spec
 from embedsearch.index.reader import describe
 from embedsearch.index.segments import ranges_of, segment_owners, write_segment
@@ -88,10 +89,14 @@ def build_index(
     chunking: ChunkingPolicy = DEFAULT_CHUNKING,
     memory_budget: int | None = None,
     compaction: CompactionPolicy = DEFAULT_POLICY,
+    lexical: LexicalSettings | None | str = "auto",
     progress: bool = False,
     lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
 ) -> WriteReport:
     """Create index ``name`` from ``documents`` (ids must be unique).
+
+    ``lexical``: the settings of the lexical (BM25) side; ``"auto"`` gives text indexes the English defaults
+    and image indexes none; ``None`` builds a dense-only index.
 
     Raises :class:`IndexExistsError` if it exists and ``overwrite`` is false, :class:`InvalidInputError` for
     a bad spec or no documents, and :class:`UnknownEncoderError` for an unknown encoder.
@@ -101,6 +106,7 @@ def build_index(
     check_unique(documents)
     encoder = get_encoder(encoder) if isinstance(encoder, str) else encoder
     content = content_of(documents, encoder)
+    lexical = _lexical_settings(lexical, content)
     chunking = chunking.resolved(encoder.max_tokens)
     if spec != "auto":
         factory.make_index(spec, encoder.dim)  # a bad spec fails now, not after encoding everything
@@ -116,10 +122,21 @@ def build_index(
         spec = factory.choose_spec(len(encoded.chunks), encoder.dim, memory_budget) if spec == "auto" else spec
         epoch = (previous.get("epoch", 0) if previous else 0) + 1
         manifest = _new_manifest(name, encoder, spec, chunking, content, compaction, epoch, previous)
+        manifest["lexical"] = lexical.to_dict() if lexical else None
         generation = _previous_generation(directory, previous)
         report.manifest = _write_epoch(directory, manifest, documents, encoded, report, generation)
         report.added = [d.id for d in documents]
     return report
+
+
+def _lexical_settings(lexical: LexicalSettings | None | str, content: str) -> LexicalSettings | None:
+    if lexical == "auto":
+        return LexicalSettings() if content == "text" else None
+    if lexical is not None and content != "text":
+        raise InvalidInputError("an image index has no lexical side: build it without lexical settings")
+    if isinstance(lexical, str):
+        raise InvalidInputError(f"lexical must be 'auto', None or LexicalSettings, got {lexical!r}")
+    return lexical.checked() if lexical else None
 
 
 def _previous_manifest(directory: Path, name: str, home) -> dict[str, Any] | None:
@@ -175,7 +192,7 @@ def _write_epoch(
     info = _segment(directory, manifest, 1, ids, encoded.vectors, quantizer)
     report.timings["segment"] = time.perf_counter() - start
     start = time.perf_counter()
-    store = Store.create(directory / store_name(epoch), manifest["name"])
+    store = Store.create(directory / store_name(epoch), manifest["name"], settings_of(manifest))
     try:
         with store.transaction():
             store.put_documents(documents, encoded.chunks, 0, encoded.thumbnails)
@@ -357,7 +374,12 @@ def delete_documents(
 
 
 def _open_store(directory: Path, manifest: dict[str, Any]) -> Store:
-    return Store.open(directory / store_name(manifest["epoch"]), manifest["name"], writable=True)
+    store = Store.open(directory / store_name(manifest["epoch"]), manifest["name"], writable=True)
+    try:
+        return store.use_lexical(settings_of(manifest))
+    except BaseException:
+        store.close()
+        raise
 
 
 def _described(manifest: dict[str, Any], store: Store) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -12,13 +13,15 @@ from embedsearch.index import IndexView
 
 @dataclass(frozen=True)
 class Hit:
-    """A document found by a search: its ``id``, cosine ``score`` (of its best chunk), that chunk's text as
-    ``snippet``, and the document's ``metadata``."""
+    """A document found by a search: its ``id``, ``score`` (dense: the cosine of its best chunk; lexical: BM25;
+    hybrid: the fused score), that chunk's text as ``snippet``, the document's ``metadata``, and (lexical and
+    hybrid searches) the ``highlights``: the words of the snippet, as written, that matched the query's terms."""
 
     id: str
     score: float
     snippet: str
     metadata: dict[str, Any] = field(default_factory=dict)
+    highlights: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -45,7 +48,21 @@ def best_chunk_per_document(D: np.ndarray, I: np.ndarray, owners: dict[int, tupl
     return rows
 
 
-def to_hits(rows: list[list[tuple[str, float, int, int]]], view: IndexView) -> list[list[Hit]]:
-    """Attach snippet text and metadata from the document store (in the same read)."""
+def to_hits(
+    rows: list[list[tuple[str, float, int, int]]],
+    view: IndexView,
+    marks: Callable[[int, str], list[str]] | None = None,
+) -> list[list[Hit]]:
+    """Attach snippet text and metadata from the document store (in the same read), and the highlights that
+    ``marks(query number, snippet)`` finds."""
     stored = view.documents(sorted({r[0] for row in rows for r in row}))
-    return [[Hit(d, round(float(s), 6), stored[d].text[a:b], stored[d].metadata) for d, s, a, b in row] for row in rows]
+    hits = []
+    for number, row in enumerate(rows):
+        found = []
+        for doc_id, score, start, end in row:
+            document = stored[doc_id]
+            snippet = document.text[start:end]
+            highlights = marks(number, snippet) if marks else []
+            found.append(Hit(doc_id, round(float(score), 6), snippet, document.metadata, highlights))
+        hits.append(found)
+    return hits

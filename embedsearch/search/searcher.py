@@ -1,16 +1,17 @@
 """Search an index by text, by image or by vector: encode, find nearest chunks, return one hit per document.
 
 Any query kind the index's encoder embeds works on any index: text or image queries on an image index (text to
-image, image to image), image queries on a text index built with an image–text encoder (image to text).
+image, image to image), image queries on a text index built with an image–text encoder (image to text). Text
+queries can be answered by the dense side, the lexical (BM25) side or both fused (``mode``; see
+:mod:`embedsearch.search.retrieval`).
 
-The work one request can cause is bounded: ``k`` up to :data:`MAX_K`, a query text up to
-:data:`MAX_QUERY_CHARS` characters (refused before it is tokenised), ``where`` up to :data:`MAX_WHERE_KEYS`
-keys of scalar values.
+The work one request can cause is bounded (:mod:`embedsearch.search.checks`): ``k`` up to :data:`MAX_K`, a
+query text up to :data:`MAX_QUERY_CHARS` characters (refused before it is tokenised), ``where`` up to
+:data:`MAX_WHERE_KEYS` keys of scalar values.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,22 +20,33 @@ from typing import Any
 import numpy as np
 
 from embedsearch.data import Document, load_image
-from embedsearch.data.documents import check_text
 from embedsearch.encoders import Encoder
-from embedsearch.errors import (
-    DimensionMismatchError,
-    InvalidInputError,
-    NotFoundError,
-    TooLargeError,
-    UnsupportedModalityError,
+from embedsearch.errors import DimensionMismatchError, InvalidInputError, NotFoundError, UnsupportedModeError
+from embedsearch.index import SearchKnobs, StoredIndex, check_encoder, encoder_of
+from embedsearch.search.checks import (
+    MAX_K,
+    MAX_QUERY_CHARS,
+    MAX_WHERE_CHARS,
+    MAX_WHERE_KEYS,
+    check_query_texts,
+    check_request,
+    require_query_kind,
+    valid_text,
 )
-from embedsearch.index import IndexView, SearchKnobs, StoredIndex, check_encoder, encoder_of
-from embedsearch.search.hits import Hit, best_chunk_per_document, to_hits
+from embedsearch.search.hits import Hit, to_hits
+from embedsearch.search.retrieval import Retrieval, dense_rows, fused, lexical_rows, retrieval_for
 
-MAX_K = 10_000
-MAX_QUERY_CHARS = 8_192  # about 2,000 tokens: MiniLM reads 256 of them, CLIP 77
-MAX_WHERE_KEYS = 32
-MAX_WHERE_CHARS = 4_096  # of one key or value
+__all__ = [
+    "MAX_K",
+    "MAX_QUERY_CHARS",
+    "MAX_WHERE_CHARS",
+    "MAX_WHERE_KEYS",
+    "Item",
+    "Searcher",
+    "check_query_texts",
+    "check_request",
+    "require_query_kind",
+]
 
 
 @dataclass(frozen=True)
@@ -48,7 +60,12 @@ class Item:
 
 class Searcher:
     """An index opened for search together with its (verified) query encoder. Every search sees the index's
-    latest committed state (see :class:`embedsearch.index.StoredIndex`)."""
+    latest committed state (see :class:`embedsearch.index.StoredIndex`).
+
+    Text searches take ``mode`` (``"dense"``, ``"lexical"``, ``"hybrid"``; default: hybrid where the index has a
+    lexical side, else dense), ``fusion`` (``"rrf"``, ``"convex"``) and ``alpha`` (the dense weight of convex
+    fusion); image and vector searches are dense.
+    """
 
     def __init__(self, index: StoredIndex, encoder: Encoder) -> None:
         check_encoder(index.manifest, encoder, role="query encoder")
@@ -88,7 +105,7 @@ class Searcher:
 
     @property
     def identity(self) -> dict[str, Any]:
-        """What the index is (``manifest.json``: encoder, dim, spec, content, ...), without reading its state."""
+        """What the index is (``manifest.json``: encoder, dim, spec, content, lexical, ...), without its state."""
         return self.index.manifest
 
     def info(self) -> dict[str, Any]:
@@ -101,13 +118,16 @@ class Searcher:
     def close(self) -> None:
         self.index.close()
 
-    def search(
-        self, query: str, k: int = 10, where: dict[str, Any] | None = None, *, ef_search=None, nprobe=None
-    ) -> list[Hit]:
-        """The ``k`` documents nearest to ``query``, best first; ``where`` keeps documents whose metadata has
-        every ``key == value``. Raises :class:`InvalidInputError` for an empty query or ``k < 1`` and
-        :class:`TooLargeError` past the limits."""
-        return self.search_many([query], k, where, ef_search=ef_search, nprobe=nprobe)[0]
+    def retrieval(self, mode: str | None = None, fusion: str | None = None, alpha: float | None = None) -> Retrieval:
+        """The checked retrieval settings for text queries (``None`` takes the index's default)."""
+        return retrieval_for(self.identity, mode, fusion, alpha)
+
+    def search(self, query: str, k: int = 10, where: dict[str, Any] | None = None, **options: Any) -> list[Hit]:
+        """The ``k`` documents that best answer ``query``, best first; ``where`` keeps documents whose metadata has
+        every ``key == value``; ``options``: ``mode``, ``fusion``, ``alpha``, ``ef_search``, ``nprobe``. Raises
+        :class:`InvalidInputError` for an empty query or ``k < 1``, :class:`TooLargeError` past the limits and
+        :class:`UnsupportedModeError` for a mode the index cannot answer."""
+        return self.search_many([query], k, where, **options)[0]
 
     def search_many(
         self,
@@ -116,12 +136,54 @@ class Searcher:
         where: dict[str, Any] | None = None,
         *,
         progress: bool = False,
+        mode: str | None = None,
+        fusion: str | None = None,
+        alpha: float | None = None,
         ef_search: int | None = None,
         nprobe: int | None = None,
     ) -> list[list[Hit]]:
         """:meth:`search` for many queries, encoded in batches."""
+        retrieval = self.retrieval(mode, fusion, alpha)
+        knobs = self.knobs(ef_search=ef_search, nprobe=nprobe)
+        self._check_texts(queries, k, where)
+        vectors = self.encoder.encode_text(list(queries), progress=progress) if retrieval.dense else None
+        return self._search_texts(list(queries), vectors, k, where, retrieval, knobs)
+
+    def search_text_with_vector(
+        self, query: str, vector: np.ndarray | None, k: int = 10, where=None, *, retrieval: Retrieval, knobs
+    ) -> list[Hit]:
+        """:meth:`search` for a caller that encoded ``query`` itself (the HTTP server batches encoding; ``vector``
+        may be ``None`` for a lexical search), after :meth:`check_query`."""
+        vectors = None if vector is None else _as_queries(vector, self.identity["dim"])
+        return self._search_texts([query], vectors, k, where, retrieval, knobs)[0]
+
+    def check_query(self, query: Any, k: int = 10, where: dict[str, Any] | None = None, **options: Any):
+        """Every check :meth:`search` makes before it encodes ``query`` (for callers that encode it themselves);
+        returns the :class:`Retrieval` and :class:`SearchKnobs` to pass to :meth:`search_text_with_vector`."""
+        retrieval = self.retrieval(options.get("mode"), options.get("fusion"), options.get("alpha"))
+        knobs = self.knobs(ef_search=options.get("ef_search"), nprobe=options.get("nprobe"))
+        self._check_texts([query], k, where)
+        return retrieval, knobs
+
+    def _check_texts(self, texts: Sequence[Any], k: int, where: dict[str, Any] | None) -> None:
+        require_query_kind(self.identity, "text")
         check_request(k, where)
-        return self.search_vectors(self._text_vectors(queries, progress), k, where, ef_search=ef_search, nprobe=nprobe)
+        check_query_texts(texts)
+
+    def _search_texts(self, texts, vectors, k, where, retrieval: Retrieval, knobs: SearchKnobs) -> list[list[Hit]]:
+        depth = retrieval.depth(k)
+        analyzer = self.index.analyzer
+        terms = [analyzer.terms(text) for text in texts] if retrieval.lexical else None
+        with self.index.reading() as view:
+            allowed = view.chunk_ids_where(where) if where else None
+            dense = dense_rows(view, vectors, depth, allowed, knobs) if retrieval.dense else None
+            lexical = [lexical_rows(view, t, depth, allowed) for t in terms] if terms is not None else None
+            if dense is not None and lexical is not None:
+                rows = [fused(d, s, retrieval, k) for d, s in zip(dense, lexical, strict=True)]
+            else:
+                rows = dense if dense is not None else lexical
+            marks = None if terms is None else (lambda i, snippet: analyzer.matching_words(snippet, terms[i]))
+            return to_hits(rows, view, marks)
 
     def search_images(
         self,
@@ -133,7 +195,7 @@ class Searcher:
         ef_search: int | None = None,
         nprobe: int | None = None,
     ) -> list[list[Hit]]:
-        """Hits for each image (a path, bytes or a PIL image).
+        """Hits for each image (a path, bytes or a PIL image), by the dense side.
 
         Raises :class:`UnsupportedModalityError` if the index's encoder has no image tower (before any image is
         decoded), and :class:`InvalidInputError` naming an image that cannot be read or is too large.
@@ -149,30 +211,31 @@ class Searcher:
         where: dict[str, Any] | None = None,
         *,
         progress: bool = False,
+        mode: str | None = None,
+        fusion: str | None = None,
+        alpha: float | None = None,
         ef_search: int | None = None,
         nprobe: int | None = None,
     ) -> list[list[Hit]]:
-        """Hits for each query, in order: a ``str`` is a query text, a ``Path`` a query image file."""
+        """Hits for each query, in order: a ``str`` is a query text (answered in ``mode``), a ``Path`` a query
+        image file (answered by the dense side; :class:`UnsupportedModeError` in mode lexical)."""
         check_request(k, where)
         texts = [i for i, query in enumerate(queries) if isinstance(query, str)]
         images = [i for i, query in enumerate(queries) if not isinstance(query, str)]
-        vectors = np.zeros((len(queries), self.encoder.dim), dtype=np.float32)
+        if images and mode == "lexical":
+            raise UnsupportedModeError("image queries are answered by the dense side only: use mode dense or hybrid")
+        results: list[list[Hit]] = [[] for _ in queries]
+        options = {"mode": mode, "fusion": fusion, "alpha": alpha, "ef_search": ef_search, "nprobe": nprobe}
         if texts:
-            vectors[texts] = self._text_vectors([queries[i] for i in texts], progress)
+            found = self.search_many([queries[i] for i in texts], k, where, progress=progress, **options)
+            for i, hits in zip(texts, found, strict=True):
+                results[i] = hits
         if images:
-            vectors[images] = self._image_vectors([queries[i] for i in images], progress)
-        return self.search_vectors(vectors, k, where, ef_search=ef_search, nprobe=nprobe)
-
-    def check_query(self, query: Any, k: int = 10, where: dict[str, Any] | None = None) -> None:
-        """Every check :meth:`search` makes before it encodes ``query`` (for callers that encode it themselves)."""
-        require_query_kind(self.identity, "text")
-        check_request(k, where)
-        check_query_texts([query])
-
-    def _text_vectors(self, texts: Sequence[Any], progress: bool) -> np.ndarray:
-        require_query_kind(self.identity, "text")
-        check_query_texts(texts)
-        return self.encoder.encode_text(list(texts), progress=progress)
+            vectors = self._image_vectors([queries[i] for i in images], progress)
+            found = self.search_vectors(vectors, k, where, ef_search=ef_search, nprobe=nprobe)
+            for i, hits in zip(images, found, strict=True):
+                results[i] = hits
+        return results
 
     def _image_vectors(self, images: Sequence[Any], progress: bool) -> np.ndarray:
         require_query_kind(self.identity, "image")
@@ -181,13 +244,14 @@ class Searcher:
     def search_vectors(
         self, vectors: np.ndarray, k: int = 10, where: dict[str, Any] | None = None, *, ef_search=None, nprobe=None
     ) -> list[list[Hit]]:
-        """Hits for each row of a float32 ``(n, dim)`` array of query vectors (normalised by the caller)."""
+        """Hits for each row of a float32 ``(n, dim)`` array of query vectors (normalised by the caller), by the
+        dense side."""
         vectors = _as_queries(vectors, self.identity["dim"])
         check_request(k, where)
         knobs = self.knobs(ef_search=ef_search, nprobe=nprobe)
         with self.index.reading() as view:
             allowed = view.chunk_ids_where(where) if where else None
-            return to_hits(_best_documents(view, vectors, k, allowed, knobs), view)
+            return to_hits(dense_rows(view, vectors, k, allowed, knobs), view)
 
     def knobs(self, *, ef_search: int | None = None, nprobe: int | None = None) -> SearchKnobs:
         """The index's search knobs with those given (``None`` keeps the index's)."""
@@ -199,7 +263,7 @@ class Searcher:
 
     def document(self, doc_id: str) -> Document:
         """The stored document ``doc_id``; :class:`NotFoundError` if there is none."""
-        _valid(doc_id, "the document id")
+        valid_text(doc_id, "the document id")
         with self.index.reading() as view:
             document = view.documents([doc_id]).get(doc_id)
         if document is None:
@@ -226,86 +290,6 @@ class Searcher:
         if data is None:
             raise NotFoundError(f"index {self.index.name!r} has no image {doc_id!r}")
         return data
-
-
-def _best_documents(view: IndexView, vectors: np.ndarray, k: int, allowed: np.ndarray | None, knobs: SearchKnobs):
-    """Fetch chunks, widening until each query has ``k`` distinct documents or every candidate was seen."""
-    state = view.state
-    candidates = len(allowed) if allowed is not None else state["chunks"]
-    per_doc = state["chunks"] / max(state["documents"], 1)
-    fetch = min(candidates, math.ceil(k * per_doc * 1.5) + 10)
-    rows: list = [[] for _ in range(len(vectors))]
-    pending = np.arange(len(vectors))
-    while len(pending) and candidates:
-        D, I = view.search(vectors[pending], max(fetch, 1), knobs, allowed)
-        owners = view.chunk_owners(np.unique(I[I >= 0]).tolist())
-        for row, hits in zip(pending, best_chunk_per_document(D, I, owners, k), strict=True):
-            rows[row] = hits
-        if fetch >= candidates:
-            break
-        pending = np.array([r for r in pending if len(rows[r]) < k], dtype=np.int64)
-        fetch = min(candidates, fetch * 4)
-    return rows
-
-
-def check_request(k: Any, where: dict[str, Any] | None) -> None:
-    """:class:`InvalidInputError` / :class:`TooLargeError` for a ``k`` or a ``where`` out of bounds."""
-    if not isinstance(k, int) or isinstance(k, bool) or k < 1:
-        raise InvalidInputError(f"k must be an integer of at least 1, got {k!r}")
-    if k > MAX_K:
-        raise TooLargeError(f"k={k} is over the limit of {MAX_K}")
-    if where is None:
-        return
-    if not isinstance(where, dict):
-        raise InvalidInputError(f"where must be an object of key: value, got {type(where).__name__}")
-    if len(where) > MAX_WHERE_KEYS:
-        raise TooLargeError(f"where has {len(where)} keys, over the limit of {MAX_WHERE_KEYS}")
-    for key, value in where.items():
-        _check_where_item(key, value)
-
-
-def _check_where_item(key: Any, value: Any) -> None:
-    if not isinstance(key, str) or not key:
-        raise InvalidInputError(f"a where key must be a non-empty string, got {key!r}")
-    if not isinstance(value, str | int | float | bool):
-        raise InvalidInputError(f"where {key!r}: the value must be a string, number or boolean")
-    if isinstance(value, float) and not math.isfinite(value):
-        raise InvalidInputError(f"where {key!r}: {value!r} is not a number JSON can carry")
-    for text, what in ((key, "a where key"), (value, f"the where value of {key!r}")):
-        if isinstance(text, str):
-            if len(text) > MAX_WHERE_CHARS:
-                raise TooLargeError(f"{what} has {len(text)} characters, over the limit of {MAX_WHERE_CHARS}")
-            _valid(text, what)
-
-
-def check_query_texts(texts: Sequence[Any]) -> None:
-    """:class:`InvalidInputError` for an empty or invalid query text, :class:`TooLargeError` for a long one,
-    checked before anything is tokenised."""
-    for text in texts:
-        if not isinstance(text, str) or not text.strip():
-            raise InvalidInputError("a query text is empty")
-        if len(text) > MAX_QUERY_CHARS:
-            raise TooLargeError(f"a query of {len(text):,} characters is over the limit of {MAX_QUERY_CHARS:,}")
-        _valid(text, "the query")
-
-
-def _valid(text: str, what: str) -> None:
-    try:
-        check_text(text, what)
-    except ValueError as err:
-        raise InvalidInputError(str(err)) from None
-
-
-def require_query_kind(manifest: dict[str, Any], kind: str) -> None:
-    """Raise :class:`UnsupportedModalityError` unless the encoder of the index ``manifest`` describes embeds ``kind``
-    (``"text"`` or ``"image"``) queries."""
-    encoder = manifest["encoder"]
-    towers = encoder.get("modalities", ["text"])
-    if kind not in towers:
-        raise UnsupportedModalityError(
-            f"index {manifest['name']!r} cannot answer {kind} queries: its encoder {encoder['name']!r} embeds "
-            f"only {' and '.join(sorted(towers))}"
-        )
 
 
 def _query_image(image: Any) -> Any:

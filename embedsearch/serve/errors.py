@@ -20,6 +20,7 @@ from embedsearch.errors import (
     UnauthorizedError,
     UnsupportedMediaError,
     UnsupportedModalityError,
+    UnsupportedModeError,
 )
 
 # most specific first: the first class an error is an instance of decides its status
@@ -29,6 +30,7 @@ STATUS = (
     (UnsupportedMediaError, 415),
     (NotFoundError, 404),
     (UnsupportedModalityError, 400),
+    (UnsupportedModeError, 400),
     (DimensionMismatchError, 400),
     (EncoderMismatchError, 409),
     (IndexExistsError, 409),

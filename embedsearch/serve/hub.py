@@ -138,4 +138,3 @@ class IndexHub:
             await batcher.close()
         for searcher in self._searchers.values():
             searcher.close()
-

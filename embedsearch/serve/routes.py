@@ -20,6 +20,7 @@ from embedsearch.errors import (
     TooLargeError,
     UnauthorizedError,
     UnsupportedMediaError,
+    UnsupportedModeError,
 )
 from embedsearch.index import add_documents, delete_documents
 from embedsearch.search import Hit
@@ -84,13 +85,27 @@ async def search(name: str, body: SearchRequest, request: Request, hub: Hub) -> 
     searcher = await hub.searcher(name)
     _check_k(body.k, hub)
     knobs = {"ef_search": body.ef_search, "nprobe": body.nprobe}
-    if body.query is not None:
-        searcher.check_query(body.query, body.k, body.where)  # before the text is queued for the encoder
-        vector = (await hub.batcher(searcher).embed(body.query))[None, :]
-    else:
+    if body.query is None:
+        _dense_only(body)
         vector = np.asarray(body.vector, dtype=np.float32)[None, :]
-    hits = await run_in_threadpool(lambda: searcher.search_vectors(vector, body.k, body.where, **knobs)[0])
+        hits = await run_in_threadpool(lambda: searcher.search_vectors(vector, body.k, body.where, **knobs)[0])
+        return _response(name, hits, request, start)
+    options = {"mode": body.mode, "fusion": body.fusion, "alpha": body.alpha, **knobs}
+    retrieval, knobs = searcher.check_query(body.query, body.k, body.where, **options)  # before any encoding
+    vector = (await hub.batcher(searcher).embed(body.query)) if retrieval.dense else None
+    hits = await run_in_threadpool(
+        lambda: searcher.search_text_with_vector(
+            body.query, vector, body.k, body.where, retrieval=retrieval, knobs=knobs
+        )
+    )
     return _response(name, hits, request, start)
+
+
+def _dense_only(body: SearchRequest) -> None:
+    if body.mode not in (None, "dense"):
+        raise UnsupportedModeError(
+            f"a 'vector' query is answered by the dense side only; mode {body.mode!r} needs 'query'"
+        )
 
 
 @router.post("/indexes/{name}/search/image", response_model=SearchResponse, tags=["search"])
@@ -215,4 +230,5 @@ def _summary(info: dict[str, Any]) -> IndexSummary:
         encoder=info["encoder"]["name"],
         towers=info["encoder"]["modalities"],
         content=info["content"],
+        lexical=bool(info.get("lexical")),
     )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -17,6 +17,13 @@ class SearchRequest(BaseModel):
     vector: list[float] | None = Field(None, min_length=1)
     k: int = Field(10, ge=1, description="How many documents; more than the server's limit answers 413.")
     where: dict[str, Scalar] | None = Field(None, description="Keep documents whose metadata has key == value.")
+    mode: Literal["dense", "lexical", "hybrid"] | None = Field(
+        None,
+        description="Text queries: dense, lexical (BM25) or hybrid; default hybrid where the index has a "
+        "lexical side, else dense. A 'vector' query is dense.",
+    )
+    fusion: Literal["rrf", "convex"] | None = Field(None, description="Hybrid: 'rrf' (default) or 'convex'.")
+    alpha: float | None = Field(None, ge=0, le=1, description="Convex fusion: the weight of the dense side (0.5).")
     ef_search: int | None = Field(None, ge=1, le=10_000)
     nprobe: int | None = Field(None, ge=1, le=65_536)
 
@@ -34,6 +41,9 @@ class HitOut(BaseModel):
     score: float
     snippet: str
     metadata: dict[str, Any]
+    highlights: list[str] = Field(
+        default_factory=list, description="Lexical and hybrid: the snippet's words that matched the query."
+    )
     url: str = Field(description="GET it for the document, or the image of an image index.")
 
 
@@ -74,6 +84,7 @@ class IndexSummary(BaseModel):
     encoder: str | None = None
     towers: list[str] | None = Field(None, description="What the encoder embeds: 'text', 'image'.")
     content: str | None = Field(None, description="What the index holds: 'text' documents or 'image' files.")
+    lexical: bool | None = Field(None, description="Whether it has a lexical (BM25) side: lexical and hybrid search.")
     generation: int | None = None
     created: str | None = None
     updated: str | None = None

@@ -165,7 +165,7 @@ def test_add_upserts_changed_documents_and_skips_unchanged_ones(zoo, es, tmp_pat
     assert "encoded 2 documents" in result.stdout and "holds 6 documents" in result.stdout
     assert manifest(es)["count"] == 6
 
-    top = hits(es, "zoo", changed["text"], "-k", "1")[0]
+    top = hits(es, "zoo", changed["text"], "-k", "1", "--mode", "dense")[0]
     assert (top["id"], top["score"], top["snippet"]) == ("cat", pytest.approx(1.0, abs=1e-5), changed["text"])
     cats = [h for h in hits(es, "zoo", "purrs and hunts mice", "-k", "10") if h["id"] == "cat"]
     assert len(cats) == 1 and "purrs" not in cats[0]["snippet"]  # the old text is gone, not a second copy

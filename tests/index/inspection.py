@@ -46,7 +46,18 @@ def _check(view, searcher, check_vectors: bool) -> dict[str, str]:
     assert counts["tombstones"] == len(dead) and np.isin(dead, held).all()
     if check_vectors and len(live):
         _check_vectors(view, searcher, live)
+    if searcher.index.analyzer is not None:
+        _check_lexical(view, searcher.index.analyzer, live, documents)
     return {doc_id: document.text for doc_id, document in documents.items()}
+
+
+def _check_lexical(view, analyzer, live: np.ndarray, documents) -> None:
+    """The lexical side holds exactly the stored chunks, each as the analysed words of its text."""
+    rows = dict(view.store._db.execute("SELECT rowid, terms FROM lexical").fetchall())
+    assert sorted(rows) == live.tolist(), "the lexical side and the stored chunks differ"
+    owners = view.store.chunk_owners(live.tolist())
+    for chunk_id, (doc_id, start, end) in owners.items():
+        assert rows[chunk_id] == " ".join(analyzer.words(documents[doc_id].text[start:end])), chunk_id
 
 
 def _check_vectors(view, searcher, live: np.ndarray) -> None:

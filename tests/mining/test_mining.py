@@ -69,7 +69,7 @@ def test_negatives_are_the_ranked_candidates_minus_known_positives(index, beir, 
     for pair in pairs:
         positives.setdefault(pair.anchor, set()).add(pair.positive)
     for line in lines:
-        hits = index.search(line.anchor, k=11)  # one past the range, so that its edge is checked too
+        hits = index.search(line.anchor, k=11, mode="dense")  # one past the range, so that its edge is checked too
         assert _far_apart([h.score for h in hits])
         ranked = [h.snippet for h in hits[:10]]
         expected = [t for t in ranked if t not in positives[line.anchor]][:4]
@@ -81,7 +81,7 @@ def test_negatives_are_the_ranked_candidates_minus_known_positives(index, beir, 
 def test_the_range_is_one_based_and_inclusive(index, beir, tmp_path):
     mine_hard_negatives(index, beir, tmp_path / "neg.jsonl", ranks=(3, 5), margin=-2.0, per_pair=10)
     for line in read_pairs_file(tmp_path / "neg.jsonl"):
-        hits = index.search(line.anchor, k=6)
+        hits = index.search(line.anchor, k=6, mode="dense")
         assert _far_apart([h.score for h in hits])  # ranks 2|3 and 5|6 are not near-ties
         ranked = [h.snippet for h in hits[:5]]
         assert set(line.negatives) <= set(ranked[2:5]) and line.negatives
@@ -92,7 +92,7 @@ def test_candidates_scored_near_or_above_the_positive_are_skipped(index, beir, t
     report = mine_hard_negatives(index, beir, tmp_path / "neg.jsonl", ranks=(1, 20), margin=0.05, per_pair=20)
     assert report.skipped_by_margin > 0 and report.negatives > 0  # both sides of the margin are exercised
     for line in read_pairs_file(tmp_path / "neg.jsonl"):
-        scores = {h.snippet: h.score for h in index.search(line.anchor, k=30)}
+        scores = {h.snippet: h.score for h in index.search(line.anchor, k=30, mode="dense")}
         ceiling = scores[line.positive] - 0.05
         assert all(scores[n] < ceiling for n in line.negatives)
         assert _far_apart(sorted([ceiling, *scores.values()]))  # no candidate sits on the margin's edge

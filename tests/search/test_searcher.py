@@ -59,7 +59,7 @@ def test_filtered_results_equal_exact_ranking_of_the_matching_documents(corpus_i
         for d in docs
     }  # the reference in float64
     expected = sorted(best, key=lambda i: -best[i])[:10]
-    hits = corpus_index.search("theta iota", k=10, where={"group": "2"})
+    hits = corpus_index.search("theta iota", k=10, where={"group": "2"}, mode="dense")
     bound = cosine_error(32) + HIT_ROUNDING  # faiss's float32 cosine and the Hit's rounding, against float64
     assert all(abs(h.score - best[h.id]) <= bound for h in hits)
     ranked = [best[i] for i in sorted(best, key=lambda i: -best[i])[:11]]
@@ -97,7 +97,7 @@ def _near_tie(hits, bound: float) -> bool:
 
 def test_vector_search_equals_text_search(corpus_index):
     vector = corpus_index.encoder.encode_text(["kappa lambda"])
-    assert corpus_index.search_vectors(vector, k=5)[0] == corpus_index.search("kappa lambda", k=5)
+    assert corpus_index.search_vectors(vector, k=5)[0] == corpus_index.search("kappa lambda", k=5, mode="dense")
 
 
 def test_k_larger_than_the_collection_returns_everything(home):

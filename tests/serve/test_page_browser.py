@@ -101,11 +101,12 @@ def test_text_search_and_image_upload_in_the_page(server, page, tmp_path):
     page.goto(server + "/")
     page.wait_for_selector("#index option[value=shapes]", state="attached")
     page.select_option("#index", "shapes")
+    page.select_option("#mode", "dense")
     page.fill("#query", "blue")
     page.click("#go")
     page.wait_for_selector("li.hit")
     assert page.inner_text("li.hit >> nth=0 >> .id") == "blue"
-    assert float(page.inner_text("li.hit >> nth=0 >> .score")) > 0.5
+    assert float(page.inner_text("li.hit >> nth=0 >> .score")) > 0.5  # a cosine: dense mode
     assert "hits in" in page.inner_text("#status")
     assert page.locator("li.hit img").count() == 0  # a caption index shows no thumbnails, whatever its encoder
 
@@ -139,3 +140,34 @@ def test_an_image_index_shows_thumbnails_that_load(server, page):
     page.wait_for_function("[...document.querySelectorAll('li.hit img')].every((img) => img.complete)")
     widths = page.eval_on_selector_all("li.hit img", "(imgs) => imgs.map((img) => img.naturalWidth)")
     assert all(width > 0 for width in widths), widths
+
+
+def test_modes_highlight_the_matched_words_and_metadata_reads_as_pairs(server, page):
+    page.goto(server + "/")
+    page.wait_for_selector("#index option[value=shapes]", state="attached")
+    page.select_option("#index", "shapes")
+    for mode in ("lexical", "hybrid"):
+        page.select_option("#mode", mode)
+        page.fill("#query", "Blue things")
+        page.click("#go")
+        page.wait_for_function("document.querySelector('li.hit .id') && document.querySelector('li.hit mark')")
+        assert page.inner_text("li.hit >> nth=0 >> .id") == "blue"
+        assert page.eval_on_selector_all("li.hit >> nth=0 >> mark", "(ms) => ms.map((m) => m.textContent)") == ["blue"]
+        assert page.inner_text("li.hit >> nth=0 >> dl.meta dt") == "colour"
+        assert page.inner_text("li.hit >> nth=0 >> dl.meta dd") == "blue"
+    assert "{" not in page.inner_text("#results")  # no raw JSON
+
+
+def test_an_image_index_is_a_grid_without_server_paths_or_lexical_modes(server, page):
+    page.goto(server + "/")
+    page.wait_for_selector("#index option[value=pictures]", state="attached")
+    page.select_option("#index", "pictures")
+    disabled = page.eval_on_selector_all("#mode option", "(os) => os.filter((o) => o.disabled).map((o) => o.value)")
+    assert sorted(disabled) == ["hybrid", "lexical"]
+    page.fill("#query", "red")
+    page.click("#go")
+    page.wait_for_selector("ol.grid li.hit img")
+    keys = page.eval_on_selector_all("dl.meta dt", "(ts) => ts.map((t) => t.textContent)")
+    values = page.eval_on_selector_all("dl.meta dd", "(ds) => ds.map((d) => d.textContent)")
+    assert not {"sha256", "image_path", "path"} & set(keys)
+    assert not [v for v in values if v.startswith("/")], values

@@ -224,3 +224,49 @@ def test_an_image_index_serves_stored_thumbnails_and_a_caption_index_its_documen
     caption = client.get("/indexes/captions/items/red.png")  # image-capable encoder, but a text index: JSON
     assert caption.json() == {"_id": "red.png", "text": "a red square", "metadata": {"image_path": "x.png"}}
     assert client.get("/indexes/pics/items/nope.png").status_code == 404
+
+
+def test_search_modes_over_http_match_the_python_api(client, zoo_home):
+    from embedsearch import load_index
+
+    searcher = load_index("zoo", zoo_home)
+    for body in (
+        {"mode": "dense"},
+        {"mode": "lexical"},
+        {"mode": "hybrid"},
+        {"mode": "hybrid", "fusion": "convex", "alpha": 0.2},
+        {},
+    ):
+        response = client.post("/indexes/zoo/search", json={"query": "purring cats hunt mice", "k": 4, **body})
+        assert response.status_code == 200, response.text
+        want = searcher.search("purring cats hunt mice", k=4, **body)
+        got = response.json()["hits"]
+        assert [(h["id"], h["score"], h["highlights"]) for h in got] == [(h.id, h.score, h.highlights) for h in want]
+    lexical = client.post("/indexes/zoo/search", json={"query": "Mice", "k": 4, "mode": "lexical"}).json()["hits"]
+    assert lexical and all(h["highlights"] == ["mice"] for h in lexical)
+    assert client.get("/indexes").json()[0]["lexical"] is True
+    searcher.close()
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "error_type"),
+    [
+        ({"vector": [0.1] * 32, "mode": "lexical"}, 400, "UnsupportedModeError"),
+        ({"query": "cat", "mode": "fuzzy"}, 422, None),
+        ({"query": "cat", "fusion": "max"}, 422, None),
+        ({"query": "cat", "alpha": 2}, 422, None),
+    ],
+)
+def test_bad_modes_are_4xx_json(client, body, status, error_type):
+    response = client.post("/indexes/zoo/search", json=body)
+    assert response.status_code == status
+    if error_type:
+        assert response.json()["error"]["type"] == error_type
+
+
+def test_an_image_index_answers_lexical_search_with_400(make_client, zoo_home, image_folder):
+    _image_index(zoo_home, image_folder)
+    response = make_client().post("/indexes/pics/search", json={"query": "red", "mode": "lexical"})
+    assert response.status_code == 400
+    assert response.json()["error"]["type"] == "UnsupportedModeError"
+    assert "no lexical side" in response.json()["error"]["message"]
