@@ -20,8 +20,8 @@ mode_option = click.option(
 )
 fusion_option = click.option(
     "--fusion",
-    type=click.Choice(["rrf", "convex"]),
-    help="Hybrid: reciprocal rank fusion, or a convex combination of normalised scores.  [default: rrf]",
+    type=click.Choice(["convex", "rrf"]),
+    help="Hybrid: a convex combination of normalised scores, or reciprocal rank fusion.  [default: convex]",
 )
 alpha_option = click.option(
     "--alpha", type=click.FloatRange(0, 1), help="Convex fusion: the weight of the dense side.  [default: 0.5]"
@@ -75,7 +75,7 @@ def search(
             _print_hits(searcher.search(query, k, filters, **options), as_json)
         return
     use_batch_threads()
-    results = searcher.search_mixed(list(batch.values()), k, filters, progress=not quiet, **options)
+    results = searcher.search_mixed(list(batch.values()), k, filters, progress=not quiet, highlight=False, **options)
     for query_id, hits in zip(batch, results, strict=True):
         line = {"query_id": query_id, "results": [{"id": h.id, "score": h.score} for h in hits]}
         click.echo(json.dumps(line, ensure_ascii=False))

@@ -42,6 +42,6 @@ def evaluate_index(
     ids = [q for q in judgements if q in texts]
     if not ids:
         raise InvalidInputError(f"none of the {len(judgements)} queries in {qrels} has a text in {queries}")
-    hits = searcher.search_many([texts[q] for q in ids], k=k, progress=progress, **options)
+    hits = searcher.search_many([texts[q] for q in ids], k=k, progress=progress, highlight=False, **options)
     run = {q: {h.id: h.score for h in row} for q, row in zip(ids, hits, strict=True)}
     return EvalReport(evaluate_run(run, {q: judgements[q] for q in ids}), len(ids), len(judgements) - len(ids))

@@ -30,6 +30,7 @@ ENGLISH_STOPWORDS = frozenset(
 )
 STOPWORD_SETS = {"english": ENGLISH_STOPWORDS, "none": frozenset()}
 TOKEN_PATTERN = r"(?u)\b\w\w+\b"
+STEM_CACHE = 100_000  # words whose stems a highlighter remembers
 MAX_QUERY_TERMS = 64  # distinct analysed terms of one query that are matched (bounds the work of one request)
 # the words are analysed already: the tokenizer only splits them apart again (keeping "_" inside a word)
 TABLE_SQL = (
@@ -68,6 +69,7 @@ class Analyzer:
         self._split = re.compile(TOKEN_PATTERN).findall
         self._stopwords = _stopwords(settings.stopwords)
         self._stem = _stemmer(settings.stemmer)
+        self._stems: dict[str, str] = {}  # lowercase word -> its stem, for highlighting (bounded)
 
     def words(self, text: str) -> list[str]:
         """The analysed words of ``text``, in order (a word may repeat)."""
@@ -81,12 +83,13 @@ class Analyzer:
     def matching_words(self, text: str, terms: Iterable[str]) -> list[str]:
         """The words of ``text`` (as written) whose analysed form is one of ``terms``: what a page highlights."""
         wanted = set(terms)
-        found: dict[str, None] = {}
-        for word in dict.fromkeys(self._split(text)):
-            lower = word.lower()
-            if lower not in self._stopwords and self._stem([lower])[0] in wanted:
-                found[word] = None
-        return list(found)
+        words = [w for w in dict.fromkeys(self._split(text)) if w.lower() not in self._stopwords]
+        stems, lowered = self._stems, {w.lower() for w in words}
+        if len(stems) + len(lowered) > STEM_CACHE:
+            stems.clear()
+        fresh = [w for w in lowered if w not in stems]
+        stems.update(zip(fresh, self._stem(fresh) if fresh else [], strict=True))
+        return [word for word in words if stems.get(word.lower()) in wanted]
 
 
 def _stopwords(stopwords: str | Sequence[str]) -> frozenset[str]:

@@ -2,10 +2,12 @@
 
 Layout of ``<home>/<name>/`` (format 2)::
 
-    manifest.json              what the index is: format version, encoder, dim, metric, spec, chunking, content,
-                               image roots, created, and the epoch whose store is current
-    store.<epoch>.sqlite       the document store (SQLite, WAL): documents, chunks, the metadata index, the
-                               segment list, tombstones and the committed state (generation, counts)
+    manifest.json              what the index is: format version, encoder, dim, metric, spec, search knobs,
+                               chunking, content, compaction policy, lexical settings (or null), created, and
+                               the epoch whose store is current
+    store.<epoch>.sqlite       the document store (SQLite, WAL): documents, chunks, the metadata index, image
+                               thumbnails, the segment list, tombstones, the committed state (generation, counts)
+                               and the lexical side (FTS5)
     seg.<epoch>.<n>.faiss      an immutable segment: a faiss index of the spec's type over some chunks
     seg.<epoch>.<n>.f32.npy    its raw float32 vectors, only for specs that compress them (PQ, SQ, ...)
     quantizer.<epoch>.<n>.faiss the trained, empty index that IVF/PQ segments of this epoch are built from
@@ -108,6 +110,8 @@ def read_manifest(directory: Path) -> dict[str, Any]:
     _check_version(directory, manifest)
     _check_fields(directory, manifest, REQUIRED_FIELDS, "")
     _check_fields(directory, manifest["encoder"], ENCODER_FIELDS, "encoder.")
+    if not isinstance(manifest.get("lexical"), dict | None):
+        raise CorruptIndexError(f"index {directory.name!r}: manifest {path} field 'lexical' is not an object or null")
     manifest["name"] = directory.name  # the folder's name wins: an index folder may be renamed or copied
     return manifest
 

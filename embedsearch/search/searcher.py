@@ -12,7 +12,9 @@ query text up to :data:`MAX_QUERY_CHARS` characters (refused before it is tokeni
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Collection, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -63,7 +65,7 @@ class Searcher:
     latest committed state (see :class:`embedsearch.index.StoredIndex`).
 
     Text searches take ``mode`` (``"dense"``, ``"lexical"``, ``"hybrid"``; default: hybrid where the index has a
-    lexical side, else dense), ``fusion`` (``"rrf"``, ``"convex"``) and ``alpha`` (the dense weight of convex
+    lexical side, else dense), ``fusion`` (``"convex"``, ``"rrf"``) and ``alpha`` (the dense weight of convex
     fusion); image and vector searches are dense.
     """
 
@@ -141,21 +143,39 @@ class Searcher:
         alpha: float | None = None,
         ef_search: int | None = None,
         nprobe: int | None = None,
+        highlight: bool = True,
     ) -> list[list[Hit]]:
-        """:meth:`search` for many queries, encoded in batches."""
+        """:meth:`search` for many queries, encoded in batches; ``highlight=False`` leaves the hits' highlights
+        empty (for callers that show no snippets: ``--queries``, ``eval``)."""
         retrieval = self.retrieval(mode, fusion, alpha)
         knobs = self.knobs(ef_search=ef_search, nprobe=nprobe)
         self._check_texts(queries, k, where)
+        ahead = self.prefetch_lexical(queries, k, where, retrieval)  # runs while the queries are encoded
         vectors = self.encoder.encode_text(list(queries), progress=progress) if retrieval.dense else None
-        return self._search_texts(list(queries), vectors, k, where, retrieval, knobs)
+        return self._search_texts(list(queries), vectors, k, where, retrieval, knobs, highlight, ahead)
 
     def search_text_with_vector(
-        self, query: str, vector: np.ndarray | None, k: int = 10, where=None, *, retrieval: Retrieval, knobs
+        self, query: str, vector: np.ndarray | None, k: int = 10, where=None, *, retrieval: Retrieval, knobs, ahead=None
     ) -> list[Hit]:
         """:meth:`search` for a caller that encoded ``query`` itself (the HTTP server batches encoding; ``vector``
-        may be ``None`` for a lexical search), after :meth:`check_query`."""
+        may be ``None`` for a lexical search), after :meth:`check_query`; ``ahead``: what :meth:`prefetch_lexical`
+        returned before the encoding."""
         vectors = None if vector is None else _as_queries(vector, self.identity["dim"])
-        return self._search_texts([query], vectors, k, where, retrieval, knobs)[0]
+        return self._search_texts([query], vectors, k, where, retrieval, knobs, True, ahead)[0]
+
+    def prefetch_lexical(self, texts: Sequence[str], k: int, where, retrieval: Retrieval) -> Future | None:
+        """For a hybrid search: start its lexical side in a worker thread, so that it runs while the queries are
+        encoded (SQLite works without the GIL); ``None`` for other modes. The result is used only if no write
+        committed in between (else the lexical side is read again, in the dense side's snapshot)."""
+        if retrieval.mode != "hybrid":
+            return None
+        terms = [self.index.analyzer.terms(text) for text in texts]
+        return _lexical_pool().submit(self._lexical_side, terms, retrieval.depth(k), where)
+
+    def _lexical_side(self, terms: list[list[str]], depth: int, where) -> tuple[int, list]:
+        with self.index.reading() as view:
+            allowed = view.chunk_ids_where(where) if where else None
+            return view.segment_set.generation, [lexical_rows(view, t, depth, allowed) for t in terms]
 
     def check_query(self, query: Any, k: int = 10, where: dict[str, Any] | None = None, **options: Any):
         """Every check :meth:`search` makes before it encodes ``query`` (for callers that encode it themselves);
@@ -170,19 +190,26 @@ class Searcher:
         check_request(k, where)
         check_query_texts(texts)
 
-    def _search_texts(self, texts, vectors, k, where, retrieval: Retrieval, knobs: SearchKnobs) -> list[list[Hit]]:
+    def _search_texts(self, texts, vectors, k, where, retrieval: Retrieval, knobs: SearchKnobs, highlight, ahead=None):
         depth = retrieval.depth(k)
         analyzer = self.index.analyzer
         terms = [analyzer.terms(text) for text in texts] if retrieval.lexical else None
         with self.index.reading() as view:
             allowed = view.chunk_ids_where(where) if where else None
             dense = dense_rows(view, vectors, depth, allowed, knobs) if retrieval.dense else None
-            lexical = [lexical_rows(view, t, depth, allowed) for t in terms] if terms is not None else None
+            lexical = None
+            if ahead is not None:
+                generation, lexical = ahead.result()
+                lexical = lexical if generation == view.segment_set.generation else None
+            if lexical is None and terms is not None:
+                lexical = [lexical_rows(view, t, depth, allowed) for t in terms]
             if dense is not None and lexical is not None:
                 rows = [fused(d, s, retrieval, k) for d, s in zip(dense, lexical, strict=True)]
             else:
                 rows = dense if dense is not None else lexical
-            marks = None if terms is None else (lambda i, snippet: analyzer.matching_words(snippet, terms[i]))
+            marks = (
+                None if terms is None or not highlight else (lambda i, text: analyzer.matching_words(text, terms[i]))
+            )
             return to_hits(rows, view, marks)
 
     def search_images(
@@ -216,6 +243,7 @@ class Searcher:
         alpha: float | None = None,
         ef_search: int | None = None,
         nprobe: int | None = None,
+        highlight: bool = True,
     ) -> list[list[Hit]]:
         """Hits for each query, in order: a ``str`` is a query text (answered in ``mode``), a ``Path`` a query
         image file (answered by the dense side; :class:`UnsupportedModeError` in mode lexical)."""
@@ -226,6 +254,7 @@ class Searcher:
             raise UnsupportedModeError("image queries are answered by the dense side only: use mode dense or hybrid")
         results: list[list[Hit]] = [[] for _ in queries]
         options = {"mode": mode, "fusion": fusion, "alpha": alpha, "ef_search": ef_search, "nprobe": nprobe}
+        options["highlight"] = highlight
         if texts:
             found = self.search_many([queries[i] for i in texts], k, where, progress=progress, **options)
             for i, hits in zip(texts, found, strict=True):
@@ -290,6 +319,18 @@ class Searcher:
         if data is None:
             raise NotFoundError(f"index {self.index.name!r} has no image {doc_id!r}")
         return data
+
+
+_POOL: list[ThreadPoolExecutor] = []
+_POOL_LOCK = threading.Lock()
+
+
+def _lexical_pool() -> ThreadPoolExecutor:
+    """Two threads for the lexical sides of hybrid searches (made on first use, shared by every searcher)."""
+    with _POOL_LOCK:
+        if not _POOL:
+            _POOL.append(ThreadPoolExecutor(max_workers=2, thread_name_prefix="lexical"))
+        return _POOL[0]
 
 
 def _query_image(image: Any) -> Any:

@@ -92,10 +92,11 @@ async def search(name: str, body: SearchRequest, request: Request, hub: Hub) -> 
         return _response(name, hits, request, start)
     options = {"mode": body.mode, "fusion": body.fusion, "alpha": body.alpha, **knobs}
     retrieval, knobs = searcher.check_query(body.query, body.k, body.where, **options)  # before any encoding
+    ahead = searcher.prefetch_lexical([body.query], body.k, body.where, retrieval)  # while the query is encoded
     vector = (await hub.batcher(searcher).embed(body.query)) if retrieval.dense else None
     hits = await run_in_threadpool(
         lambda: searcher.search_text_with_vector(
-            body.query, vector, body.k, body.where, retrieval=retrieval, knobs=knobs
+            body.query, vector, body.k, body.where, retrieval=retrieval, knobs=knobs, ahead=ahead
         )
     )
     return _response(name, hits, request, start)

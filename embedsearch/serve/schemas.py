@@ -22,7 +22,7 @@ class SearchRequest(BaseModel):
         description="Text queries: dense, lexical (BM25) or hybrid; default hybrid where the index has a "
         "lexical side, else dense. A 'vector' query is dense.",
     )
-    fusion: Literal["rrf", "convex"] | None = Field(None, description="Hybrid: 'rrf' (default) or 'convex'.")
+    fusion: Literal["convex", "rrf"] | None = Field(None, description="Hybrid: 'convex' (default) or 'rrf'.")
     alpha: float | None = Field(None, ge=0, le=1, description="Convex fusion: the weight of the dense side (0.5).")
     ef_search: int | None = Field(None, ge=1, le=10_000)
     nprobe: int | None = Field(None, ge=1, le=65_536)

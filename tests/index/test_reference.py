@@ -4,7 +4,6 @@ give what a freshly built single-segment index of the same documents gives (prop
 from __future__ import annotations
 
 import itertools
-
 import random
 import shutil
 
@@ -83,7 +82,9 @@ def _compare(home, spec: str, documents: list[Document], long_lived) -> None:
     try:
         # both sides; hybrid fuses ranks, and tied documents may take either rank, so it is compared in
         # tests/search/test_hybrid.py on documents without ties
-        for mode, where in itertools.product(("dense", "lexical"), (None, {"group": "1"}, {"group": "2", "version": 0})):
+        for mode, where in itertools.product(
+            ("dense", "lexical"), (None, {"group": "1"}, {"group": "2", "version": 0})
+        ):
             for query in QUERIES:
                 want = fresh.search(query, k=5, where=where, mode=mode)
                 for searcher in (live, long_lived):

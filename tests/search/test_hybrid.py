@@ -130,7 +130,8 @@ def test_hybrid_is_the_fusion_of_the_dense_and_lexical_rankings(searcher):
     expected = ranked(reciprocal_rank_fusion([dense, lexical]), 10)
     hits = searcher.search(query, k=10, mode="hybrid", fusion="rrf")
     assert [(h.id, h.score) for h in hits] == [(d, pytest.approx(s, abs=1e-6)) for d, s in expected]
-    assert searcher.search(query, k=10) == hits  # hybrid with rrf is the default where there is a lexical side
+    default = searcher.search(query, k=10, mode="hybrid", fusion="convex", alpha=0.5)
+    assert searcher.search(query, k=10) == default  # hybrid, convex 0.5: the default where there is a lexical side
     only_dense = searcher.search(query, k=10, mode="hybrid", fusion="convex", alpha=1.0)
     assert [h.id for h in only_dense][: len(dense)] == [d for d in dense if d in {h.id for h in only_dense}][:10]
 
@@ -220,3 +221,13 @@ def test_an_image_index_has_no_lexical_side(home, image_folder):
     searcher.close()
     with pytest.raises(InvalidInputError, match="image index has no lexical side"):
         build_index("pics2", documents, "fake-clip", home=home, lexical=LexicalSettings())
+
+
+def test_a_write_between_the_lexical_prefetch_and_the_search_is_seen(searcher, home):
+    retrieval, knobs = searcher.check_query("zebra", 10, None, mode="hybrid")
+    ahead = searcher.prefetch_lexical(["zebra"], 10, None, retrieval)
+    assert ahead.result()[1] == [[]]  # no zebra yet
+    add_documents("h", [Document("z", "zebra zebra", {"group": "0"})], home=home)
+    vector = searcher.encoder.encode_text(["zebra"])[0]
+    hits = searcher.search_text_with_vector("zebra", vector, 10, None, retrieval=retrieval, knobs=knobs, ahead=ahead)
+    assert hits[0].id == "z" and hits[0].highlights == ["zebra"]
