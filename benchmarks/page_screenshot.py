@@ -2,12 +2,14 @@
 highlighted, metadata as pairs), served by a real `embedsearch serve`.
 
     python benchmarks/page_screenshot.py       # about 2 minutes: indexes 300 abstracts with minilm
+    python benchmarks/page_screenshot.py --home benchmarks/results/cache/indexes-efd30571f56f  # bench_hybrid's
 
-Needs Debian's chromium and ../shared/data; writes benchmarks/results/page_hybrid.png.
+Needs Debian's chromium and ../shared/data; writes docs/page-hybrid.png.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import shutil
 import socket
@@ -26,13 +28,17 @@ from embedsearch import build_index  # noqa: E402
 from embedsearch.data import read_documents  # noqa: E402
 
 DATA = Path(os.environ.get("EMBEDSEARCH_DATA", REPO.parent / "shared" / "data"))
-RESULTS = REPO / "benchmarks" / "results"
+DOCS = REPO / "docs"
 
 
 def main() -> None:
-    home = Path(tempfile.mkdtemp(prefix="page-shot-")) / "indexes"
-    documents = read_documents([str(DATA / "scifact" / "corpus.jsonl")]).documents[:300]
-    build_index("scifact", documents, "minilm", home=home, progress=True)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--home", type=Path, help="serve index 'scifact' of this home instead of building one")
+    args = parser.parse_args()
+    home = args.home or Path(tempfile.mkdtemp(prefix="page-shot-")) / "indexes"
+    if args.home is None:
+        documents = read_documents([str(DATA / "scifact" / "corpus.jsonl")]).documents[:300]
+        build_index("scifact", documents, "minilm", home=home, progress=True)
     port = _free_port()
     command = [sys.executable, "-c", "from embedsearch.cli import main; main()", "serve", "--home", str(home)]
     command += ["--port", str(port)]
@@ -40,12 +46,13 @@ def main() -> None:
     try:
         _wait(f"http://127.0.0.1:{port}")
         query = "vitamin D deficiency and bone fractures"
-        _shoot(f"http://127.0.0.1:{port}", "scifact", "hybrid", query, RESULTS / "page_hybrid.png")
+        _shoot(f"http://127.0.0.1:{port}", "scifact", "hybrid", query, DOCS / "page-hybrid.png")
     finally:
         server.terminate()
         server.wait(timeout=20)
-        shutil.rmtree(home.parent, ignore_errors=True)
-    print(f"wrote {RESULTS / 'page_hybrid.png'}")
+        if args.home is None:
+            shutil.rmtree(home.parent, ignore_errors=True)
+    print(f"wrote {DOCS / 'page-hybrid.png'}")
 
 
 def _shoot(url: str, index: str, mode: str, query: str, out: Path) -> None:

@@ -17,6 +17,9 @@ stemmer_option = click.option(
 stopwords_option = click.option(
     "--stopwords", help="Lexical side: 'english', 'none', or comma-separated words.  [default: english]"
 )
+tokens_option = click.option(
+    "--token-pattern", help="Lexical side: the regular expression of a word.  [default: two or more word characters]"
+)
 skip_option = click.option(
     "--skip-invalid", is_flag=True, help="Skip malformed records (each is reported) instead of rejecting the input."
 )
@@ -39,6 +42,7 @@ def index() -> None:
 @click.option("--no-lexical", is_flag=True, help="Dense only: no lexical (BM25) side (image indexes never have one).")
 @stemmer_option
 @stopwords_option
+@tokens_option
 @skip_option
 @home_option
 @lock_timeout_option
@@ -55,6 +59,7 @@ def build(
     no_lexical,
     stemmer,
     stopwords,
+    token_pattern,
     skip_invalid,
     home,
     lock_timeout,
@@ -66,7 +71,7 @@ def build(
     from embedsearch.encoders import get_encoder
     from embedsearch.index import ChunkingPolicy, build_index
 
-    lexical = None if no_lexical else _lexical(stemmer, stopwords, default="auto")
+    lexical = None if no_lexical else _lexical(stemmer, stopwords, token_pattern, default="auto")
     model = get_encoder(encoder)
     documents, skipped = _read(sources, skip_invalid, model.modalities)
     start = time.perf_counter()
@@ -86,32 +91,34 @@ def build(
     _summarize("indexed", report, time.perf_counter() - start, skipped)
 
 
-def _lexical(stemmer: str | None, stopwords: str | None, default):
-    """The lexical settings the options ask for (``default`` when neither is given)."""
+def _lexical(stemmer: str | None, stopwords: str | None, tokens: str | None, default):
+    """The lexical settings the options ask for (``default`` when none is given)."""
     from embedsearch.index import LexicalSettings
+    from embedsearch.index.lexical import TOKEN_PATTERN
 
-    if stemmer is None and stopwords is None:
+    if stemmer is None and stopwords is None and tokens is None:
         return default
     words = stopwords or "english"
     if words not in ("english", "none"):
-        words = tuple(w for w in words.split(",") if w.strip())
-    return LexicalSettings(stemmer or "english", words)
+        words = tuple(w.strip() for w in words.split(",") if w.strip())
+    return LexicalSettings(stemmer or "english", words, tokens or TOKEN_PATTERN)
 
 
 @index.command("add-lexical")
 @click.argument("name")
 @stemmer_option
 @stopwords_option
+@tokens_option
 @home_option
 @lock_timeout_option
 @quiet_option
-def add_lexical(name, stemmer, stopwords, home, lock_timeout, quiet) -> None:
+def add_lexical(name, stemmer, stopwords, token_pattern, home, lock_timeout, quiet) -> None:
     """Give index NAME a lexical (BM25) side, for lexical and hybrid search (indexes built before it existed
     have none); rebuilds one it has with the settings given."""
     from embedsearch.index import add_lexical_side
 
     start = time.perf_counter()
-    settings = _lexical(stemmer, stopwords, default=None)
+    settings = _lexical(stemmer, stopwords, token_pattern, default=None)
     report = add_lexical_side(name, home, settings, progress=not quiet, lock_timeout=lock_timeout)
     lexical = report["lexical"]
     click.echo(

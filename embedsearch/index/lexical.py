@@ -41,19 +41,28 @@ TABLE_SQL = (
 @dataclass(frozen=True)
 class LexicalSettings:
     """How text is analysed for the lexical side: ``stemmer`` a Snowball language (``"english"``, ``"french"``,
-    ... as PyStemmer names them) or ``"none"``; ``stopwords`` ``"english"``, ``"none"``, or a tuple of words."""
+    ... as PyStemmer names them) or ``"none"``; ``stopwords`` ``"english"``, ``"none"``, or a tuple of words;
+    ``tokens`` the regular expression of a word (default: two or more word characters)."""
 
     stemmer: str = "english"
     stopwords: str | tuple[str, ...] = "english"
+    tokens: str = TOKEN_PATTERN
 
     def to_dict(self) -> dict[str, Any]:
         words = self.stopwords if isinstance(self.stopwords, str) else list(self.stopwords)
-        return {"engine": "sqlite-fts5", "ranking": "bm25", "stemmer": self.stemmer, "stopwords": words}
+        return {
+            "engine": "sqlite-fts5",
+            "ranking": "bm25",
+            "stemmer": self.stemmer,
+            "stopwords": words,
+            "tokens": self.tokens,
+        }
 
     @classmethod
     def from_dict(cls, settings: dict[str, Any]) -> LexicalSettings:
         words = settings.get("stopwords", "english")
-        return cls(settings.get("stemmer", "english"), words if isinstance(words, str) else tuple(words))
+        words = words if isinstance(words, str) else tuple(words)
+        return cls(settings.get("stemmer", "english"), words, settings.get("tokens", TOKEN_PATTERN))
 
     def checked(self) -> LexicalSettings:
         """These settings, or :class:`InvalidInputError` naming what is wrong (an unknown stemmer or stopword set)."""
@@ -66,7 +75,7 @@ class Analyzer:
 
     def __init__(self, settings: LexicalSettings) -> None:
         self.settings = settings
-        self._split = re.compile(TOKEN_PATTERN).findall
+        self._split = _token_pattern(settings.tokens).findall
         self._stopwords = _stopwords(settings.stopwords)
         self._stem = _stemmer(settings.stemmer)
         self._stems: dict[str, str] = {}  # lowercase word -> its stem, for highlighting (bounded)
@@ -90,6 +99,16 @@ class Analyzer:
         fresh = [w for w in lowered if w not in stems]
         stems.update(zip(fresh, self._stem(fresh) if fresh else [], strict=True))
         return [word for word in words if stems.get(word.lower()) in wanted]
+
+
+def _token_pattern(pattern: str) -> re.Pattern:
+    try:
+        compiled = re.compile(pattern)
+    except (re.error, TypeError) as err:
+        raise InvalidInputError(f"invalid token pattern {pattern!r}: {err}") from None
+    if compiled.groups:
+        raise InvalidInputError(f"the token pattern {pattern!r} has groups; use (?:...) for grouping")
+    return compiled
 
 
 def _stopwords(stopwords: str | Sequence[str]) -> frozenset[str]:

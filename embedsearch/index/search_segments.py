@@ -141,9 +141,8 @@ def _filtered(
         lists = faiss.extract_index_ivf(segment.index).nlist
         knobs = replace(knobs, nprobe=min(lists, math.ceil(knobs.nprobe / share)))
     elif kind == "hnsw":
-        knobs = replace(
-            knobs, ef_search=min(HNSW_EF_CAP, max(knobs.ef_search, math.ceil(knobs.ef_search / (2.5 * share))))
-        )
+        ef = factory.hnsw_ef(knobs, len(segment))
+        knobs = replace(knobs, ef_search=min(HNSW_EF_CAP, max(ef, math.ceil(ef / (2.5 * share)))), ef_auto=False)
     return segment.search(queries, min(k, len(allowed)), knobs, selector())
 
 

@@ -150,8 +150,11 @@ class Searcher:
         retrieval = self.retrieval(mode, fusion, alpha)
         knobs = self.knobs(ef_search=ef_search, nprobe=nprobe)
         self._check_texts(queries, k, where)
-        ahead = self.prefetch_lexical(queries, k, where, retrieval)  # runs while the queries are encoded
+        # one query: its lexical side runs while it is encoded on one thread; a batch is encoded on every core,
+        # then its lexical sides run on two threads
+        ahead = self.prefetch_lexical(queries, k, where, retrieval) if len(queries) == 1 else None
         vectors = self.encoder.encode_text(list(queries), progress=progress) if retrieval.dense else None
+        ahead = ahead or self.prefetch_lexical(queries, k, where, retrieval)
         return self._search_texts(list(queries), vectors, k, where, retrieval, knobs, highlight, ahead)
 
     def search_text_with_vector(
@@ -163,14 +166,17 @@ class Searcher:
         vectors = None if vector is None else _as_queries(vector, self.identity["dim"])
         return self._search_texts([query], vectors, k, where, retrieval, knobs, True, ahead)[0]
 
-    def prefetch_lexical(self, texts: Sequence[str], k: int, where, retrieval: Retrieval) -> Future | None:
-        """For a hybrid search: start its lexical side in a worker thread, so that it runs while the queries are
-        encoded (SQLite works without the GIL); ``None`` for other modes. The result is used only if no write
-        committed in between (else the lexical side is read again, in the dense side's snapshot)."""
+    def prefetch_lexical(self, texts: Sequence[str], k: int, where, retrieval: Retrieval) -> list[Future] | None:
+        """For a hybrid search: start its lexical side in worker threads (two halves of the texts), so that it
+        runs beside other work (SQLite works without the GIL); ``None`` for other modes. The results are used
+        only if no write committed in between (else the lexical side is read again, in the dense side's
+        snapshot)."""
         if retrieval.mode != "hybrid":
             return None
         terms = [self.index.analyzer.terms(text) for text in texts]
-        return _lexical_pool().submit(self._lexical_side, terms, retrieval.depth(k), where)
+        half = (len(terms) + 1) // 2
+        parts = [part for part in (terms[:half], terms[half:]) if part]
+        return [_lexical_pool().submit(self._lexical_side, part, retrieval.depth(k), where) for part in parts]
 
     def _lexical_side(self, terms: list[list[str]], depth: int, where) -> tuple[int, list]:
         with self.index.reading() as view:
@@ -198,9 +204,10 @@ class Searcher:
             allowed = view.chunk_ids_where(where) if where else None
             dense = dense_rows(view, vectors, depth, allowed, knobs) if retrieval.dense else None
             lexical = None
-            if ahead is not None:
-                generation, lexical = ahead.result()
-                lexical = lexical if generation == view.segment_set.generation else None
+            if ahead:
+                done = [future.result() for future in ahead]
+                if all(generation == view.segment_set.generation for generation, _rows in done):
+                    lexical = [row for _generation, rows in done for row in rows]
             if lexical is None and terms is not None:
                 lexical = [lexical_rows(view, t, depth, allowed) for t in terms]
             if dense is not None and lexical is not None:
@@ -288,7 +295,8 @@ class Searcher:
         for key, value in given.items():
             if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 65_536:
                 raise InvalidInputError(f"{key} must be an integer from 1 to 65536, got {value!r}")
-        return SearchKnobs(**{**self.identity.get("search", {}), **given})
+        explicit = {"ef_auto": False} if "ef_search" in given else {}
+        return SearchKnobs(**{**self.identity.get("search", {}), **given, **explicit})
 
     def document(self, doc_id: str) -> Document:
         """The stored document ``doc_id``; :class:`NotFoundError` if there is none."""

@@ -61,6 +61,11 @@ def test_analysis_is_configurable_and_bad_settings_are_named():
         LexicalSettings(stemmer="klingon").checked()
     with pytest.raises(InvalidInputError, match="unknown stopword set"):
         LexicalSettings(stopwords="klingon").checked()
+    letters = Analyzer(LexicalSettings(stemmer="none", stopwords="none", tokens=r"[a-z]+"))
+    assert letters.words("x1y under_score") == ["x", "y", "under", "score"]
+    for bad in ("[a-", "(a)+"):
+        with pytest.raises(InvalidInputError, match="token pattern"):
+            LexicalSettings(tokens=bad).checked()
 
 
 def test_query_words_cannot_inject_fts5_syntax():
@@ -226,8 +231,15 @@ def test_an_image_index_has_no_lexical_side(home, image_folder):
 def test_a_write_between_the_lexical_prefetch_and_the_search_is_seen(searcher, home):
     retrieval, knobs = searcher.check_query("zebra", 10, None, mode="hybrid")
     ahead = searcher.prefetch_lexical(["zebra"], 10, None, retrieval)
-    assert ahead.result()[1] == [[]]  # no zebra yet
+    assert [future.result()[1] for future in ahead] == [[[]]]  # no zebra yet
     add_documents("h", [Document("z", "zebra zebra", {"group": "0"})], home=home)
     vector = searcher.encoder.encode_text(["zebra"])[0]
     hits = searcher.search_text_with_vector("zebra", vector, 10, None, retrieval=retrieval, knobs=knobs, ahead=ahead)
     assert hits[0].id == "z" and hits[0].highlights == ["zebra"]
+
+
+def test_a_batch_of_hybrid_searches_equals_the_single_searches(searcher):
+    queries = ["river stone", "ember", "glacier lantern", "tundra canyon meadow", "harbor"]
+    assert searcher.search_many(queries, k=5, where={"group": "1"}) == [
+        searcher.search(q, k=5, where={"group": "1"}) for q in queries
+    ]

@@ -31,8 +31,8 @@ class TextModel:
         self.device = torch.device(device)
         self.st = _load(self.path, device, reference)
         self.base_max_length = self.st.max_seq_length
-        if max_length:
-            self.st.max_seq_length = max_length
+        if max_length:  # never longer than the base reads (a small model may read fewer than the default 128)
+            self.st.max_seq_length = min(max_length, self.base_max_length or max_length)
         self.dim = int(self.st.get_embedding_dimension())
         self.st.train()
 
