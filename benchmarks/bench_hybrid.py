@@ -118,6 +118,11 @@ def main() -> None:
     use_batch_threads()
     encoder = CachedEncoder(get_encoder(args.encoder), CACHE / f"hybrid-vectors-{_slug(args.encoder)}.npz")
     home = CACHE / f"indexes-{_slug(args.encoder)}"  # kept: `embedsearch mine scifact --home ...` reads it
+    if args.only_latency:  # the index of an earlier run; its other results are kept
+        results = json.loads(RESULTS.read_text()) if RESULTS.is_file() else results
+        results["latency"] = _latency(home, encoder, queries, splits["test"], args.repeats)
+        RESULTS.write_text(json.dumps(results, indent=2))
+        return
     if not args.only_trained:
         results["build"] = _builds(documents, encoder, home)
         results["quality"] = _quality(home, INDEX, encoder, queries, splits)
@@ -143,6 +148,7 @@ def _parse() -> argparse.Namespace:
     parser.add_argument("--queries", type=int, help="only the first N queries of each split (smoke runs)")
     parser.add_argument("--repeats", type=int, default=3, help="alternated latency rounds")
     parser.add_argument("--only-trained", action="store_true", help="with --trained: skip the base model's rows")
+    parser.add_argument("--only-latency", action="store_true", help="re-measure the latency rows on the kept index")
     parser.add_argument("--out", type=Path, help=f"results file [default: {RESULTS.relative_to(REPO)}]")
     return parser.parse_args()
 
