@@ -69,21 +69,17 @@ class IndexView:
         return search_segments(self.segment_set.segments, self.segment_set.dead, queries, k, knobs, allowed)
 
     def lexical_search(
-        self, terms: list[str], k: int, allowed: np.ndarray | None = None
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """The ``k`` best chunks for any of the analysed ``terms`` by BM25: ``(scores, chunk ids)``, descending.
-        With ``allowed`` (sorted chunk ids), only those count: the ranking is read further until ``k`` of them
-        are found or every match was read."""
-        table = self.index.lexical_table(self.store)
-        if allowed is None:
-            return table.search(terms, k)
-        limit = max(4 * k, 64)
-        while True:
-            scores, ids = table.search(terms, limit)
+        self, terms: list[str], limit: int, allowed: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray, bool]:
+        """The ``limit`` best chunks for any of the analysed ``terms`` by BM25, kept to ``allowed`` (sorted chunk
+        ids) if given: ``(scores, chunk ids, complete)``, descending; ``complete`` when no match was left unread
+        (a caller that needs more allowed chunks asks again with a larger ``limit``)."""
+        scores, ids = self.index.lexical_table(self.store).search(terms, limit)
+        complete = len(ids) < limit
+        if allowed is not None:
             keep = np.isin(ids, allowed, assume_unique=True)
-            if keep.sum() >= k or len(ids) < limit:
-                return scores[keep][:k], ids[keep][:k]
-            limit *= 4
+            scores, ids = scores[keep], ids[keep]
+        return scores, ids, complete
 
     def chunk_owners(self, chunk_ids: list[int]) -> dict[int, tuple[str, int, int]]:
         return self.store.chunk_owners(chunk_ids)

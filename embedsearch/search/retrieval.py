@@ -71,9 +71,8 @@ def retrieval_for(identity: dict[str, Any], mode=None, fusion=None, alpha=None) 
         raise InvalidInputError(f"unknown mode {mode!r}; use one of {', '.join(MODES)}")
     if fusion not in FUSIONS:
         raise InvalidInputError(f"unknown fusion {fusion!r}; use one of {', '.join(FUSIONS)}")
-    if alpha is not None and (isinstance(alpha, bool) or not isinstance(alpha, int | float)):
-        raise InvalidInputError(f"alpha must be a number from 0 to 1, got {alpha!r}")
-    if alpha is not None and not (math.isfinite(alpha) and 0.0 <= alpha <= 1.0):
+    numeric = isinstance(alpha, int | float) and not isinstance(alpha, bool)
+    if alpha is not None and not (numeric and math.isfinite(alpha) and 0.0 <= alpha <= 1.0):
         raise InvalidInputError(f"alpha must be a number from 0 to 1, got {alpha!r}")
     if mode != "dense" and not identity.get("lexical"):
         raise UnsupportedModeError(_no_lexical_side(identity, mode))
@@ -113,10 +112,10 @@ def lexical_rows(view: IndexView, terms: list[str], k: int, allowed: np.ndarray 
     """Up to ``k`` :data:`Row` s for the analysed query ``terms``, by BM25 (widening as :func:`dense_rows` does)."""
     fetch = _chunks_for(view, k)
     while True:
-        scores, ids = view.lexical_search(terms, fetch, allowed)
+        scores, ids, complete = view.lexical_search(terms, fetch, allowed)
         owners = view.chunk_owners(ids.tolist())
         rows = best_chunk_per_document(scores[None, :], ids[None, :], owners, k)[0]
-        if len(rows) >= k or len(ids) < fetch:
+        if len(rows) >= k or complete:
             return rows
         fetch *= 4
 

@@ -12,7 +12,6 @@ query text up to :data:`MAX_QUERY_CHARS` characters (refused before it is tokeni
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Collection, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -176,7 +175,7 @@ class Searcher:
         terms = [self.index.analyzer.terms(text) for text in texts]
         half = (len(terms) + 1) // 2
         parts = [part for part in (terms[:half], terms[half:]) if part]
-        return [_lexical_pool().submit(self._lexical_side, part, retrieval.depth(k), where) for part in parts]
+        return [_LEXICAL_POOL.submit(self._lexical_side, part, retrieval.depth(k), where) for part in parts]
 
     def _lexical_side(self, terms: list[list[str]], depth: int, where) -> tuple[int, list]:
         with self.index.reading() as view:
@@ -329,16 +328,8 @@ class Searcher:
         return data
 
 
-_POOL: list[ThreadPoolExecutor] = []
-_POOL_LOCK = threading.Lock()
-
-
-def _lexical_pool() -> ThreadPoolExecutor:
-    """Two threads for the lexical sides of hybrid searches (made on first use, shared by every searcher)."""
-    with _POOL_LOCK:
-        if not _POOL:
-            _POOL.append(ThreadPoolExecutor(max_workers=2, thread_name_prefix="lexical"))
-        return _POOL[0]
+# two threads for the lexical sides of hybrid searches, shared by every searcher (started on first use)
+_LEXICAL_POOL = ThreadPoolExecutor(max_workers=2, thread_name_prefix="lexical")
 
 
 def _query_image(image: Any) -> Any:

@@ -100,7 +100,7 @@ def test_lexical_scores_are_bm25_of_the_chunks(searcher):
         texts = {d.id: d.text for d in view.documents(sorted({o[0] for o in owners.values()})).values()}
         words = {i: analyzer.words(texts[owners[i][0]][owners[i][1] : owners[i][2]]) for i in ids}
         terms = analyzer.terms("glacier lanterns")
-        scores, found = view.lexical_search(terms, 20)
+        scores, found, _complete = view.lexical_search(terms, 20)
     reference = _reference_bm25(words, terms)
     best = sorted(reference, key=lambda c: (-reference[c], c))[:20]
     assert found.tolist() == best
